@@ -1,0 +1,1 @@
+//! Complete Kubernetes CRI v1 client (RuntimeService and ImageService) over gRPC, with a fake runtime for tests

@@ -1,0 +1,275 @@
+//! Helpers for the node SDK's end-to-end tests: the real environment brought up by
+//! `scripts/env.sh up` (containerd, registries, CNI plugins, test images), throwaway
+//! network namespaces, and a minimal HTTP/1.1 client for registry checks.
+//!
+//! A test that needs the environment calls [`TestEnv::require`]; when the environment is
+//! missing the test fails (never skips) with a message naming the setup script.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// Where `scripts/env.sh up` writes the facts of the running environment.
+pub const DEFAULT_ENV_FILE: &str = "/run/node-sdk/env";
+
+/// The command that brings the environment up, named in every "missing" failure.
+pub const SETUP_HINT: &str =
+    "run `scripts/env.sh up` as root (or the whole suite with `scripts/test.sh`)";
+
+/// The running test environment, as `scripts/env.sh up` describes it in its env file.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    vars: BTreeMap<String, String>,
+}
+
+impl TestEnv {
+    /// Load the environment or fail the test with a message naming the setup script.
+    ///
+    /// The file is `$NODE_SDK_ENV_FILE` or [`DEFAULT_ENV_FILE`]. Root is required too:
+    /// everything in the environment (containerd's socket, netns, iptables) needs it.
+    pub fn require() -> Self {
+        require_root();
+        let path = std::env::var("NODE_SDK_ENV_FILE").unwrap_or_else(|_| DEFAULT_ENV_FILE.into());
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("the node SDK test environment is not up ({path}: {e}): {SETUP_HINT}")
+        });
+        let env = Self::parse(&text);
+        let socket = env.cri_socket();
+        assert!(
+            Path::new(&socket).exists(),
+            "containerd's socket {socket} is missing although {path} exists: {SETUP_HINT}"
+        );
+        env
+    }
+
+    /// Parse `KEY=VALUE` lines; `#` comments and blank lines are ignored.
+    pub fn parse(text: &str) -> Self {
+        let vars = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        Self { vars }
+    }
+
+    /// The value of `NODE_SDK_<key>`; panics naming the setup script when it is absent.
+    pub fn get(&self, key: &str) -> &str {
+        let full = format!("NODE_SDK_{key}");
+        self.vars
+            .get(&full)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{full} is missing from the environment file: {SETUP_HINT}"))
+    }
+
+    /// The CRI endpoint, for example `unix:///run/node-sdk/containerd/containerd.sock`.
+    pub fn cri_endpoint(&self) -> &str {
+        self.get("CRI_ENDPOINT")
+    }
+
+    /// The filesystem path of the CRI socket.
+    pub fn cri_socket(&self) -> String {
+        let ep = self.cri_endpoint();
+        ep.strip_prefix("unix://").unwrap_or(ep).to_owned()
+    }
+}
+
+/// Fail the test unless it runs as root, naming the setup script.
+pub fn require_root() {
+    let out = Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("running `id -u`");
+    let uid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(
+        uid, "0",
+        "this test needs root (containerd, network namespaces, iptables): {SETUP_HINT}"
+    );
+}
+
+/// Run a command and return its output, failing the test with argv, status and stderr
+/// when it cannot be spawned or exits non-zero.
+pub fn run(argv: &[&str], stdin: Option<&[u8]>) -> Output {
+    let out = run_unchecked(argv, stdin);
+    assert!(
+        out.status.success(),
+        "`{}` failed ({}): stdout: {} stderr: {}",
+        argv.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Run a command, feeding `stdin`, and return its output whatever the exit status.
+pub fn run_unchecked(argv: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(if stdin.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `{}`: {e} ({SETUP_HINT})", argv.join(" ")));
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        pipe.write_all(input).expect("writing the child's stdin");
+    }
+    child.wait_with_output().expect("waiting for the child")
+}
+
+/// A network namespace made for one test and deleted when dropped.
+///
+/// Names are `nsdk-<tag>-<pid>-<n>`, so tests running in parallel (and in several
+/// processes) never share one.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Create a fresh namespace (`ip netns add`) with its loopback up.
+    pub fn new(tag: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        require_root();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("nsdk-{tag}-{}-{n}", std::process::id());
+        run(&["ip", "netns", "add", &name], None);
+        let ns = Self { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"], None);
+        ns
+    }
+
+    /// The namespace's name, as `ip netns` lists it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The namespace's path under `/run/netns`.
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// Run a command inside the namespace (`ip netns exec`), failing on non-zero exit.
+    pub fn exec(&self, argv: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut full = vec!["ip", "netns", "exec", self.name.as_str()];
+        full.extend_from_slice(argv);
+        run(&full, stdin)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
+    }
+}
+
+/// Whether a namespace of that name exists (`ip netns list`).
+pub fn netns_exists(name: &str) -> bool {
+    let out = run(&["ip", "netns", "list"], None);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(name))
+}
+
+/// A response read by [`http_get`].
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Headers with lowercased names.
+    pub headers: BTreeMap<String, String>,
+    /// The body as received (the test registries do not chunk manifests).
+    pub body: Vec<u8>,
+}
+
+/// A plain HTTP/1.1 GET with `Connection: close`, for checks against local servers.
+///
+/// `auth` is `(user, password)` for basic authentication.
+pub fn http_get(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    auth: Option<(&str, &str)>,
+) -> std::io::Result<HttpResponse> {
+    use base64::Engine as _;
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        let _ = write!(req, "{k}: {v}\r\n");
+    }
+    if let Some((user, password)) = auth {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let _ = write!(req, "Authorization: Basic {token}\r\n");
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response")
+    })
+}
+
+fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Some(HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_parses_keys_and_ignores_comments() {
+        let env = TestEnv::parse(
+            "# comment\n\nNODE_SDK_CRI_ENDPOINT=unix:///x.sock\nNODE_SDK_REGISTRY = 127.0.0.1:5000\n",
+        );
+        assert_eq!(env.cri_endpoint(), "unix:///x.sock");
+        assert_eq!(env.cri_socket(), "/x.sock");
+        assert_eq!(env.get("REGISTRY"), "127.0.0.1:5000");
+    }
+
+    #[test]
+    #[should_panic(expected = "scripts/env.sh up")]
+    fn missing_key_names_the_setup_script() {
+        TestEnv::parse("").get("CRI_ENDPOINT");
+    }
+
+    #[test]
+    fn http_response_parses_status_headers_and_body() {
+        let r = parse_response(
+            b"HTTP/1.1 401 Unauthorized\r\nWww-Authenticate: Basic realm=\"x\"\r\n\r\nbody",
+        )
+        .unwrap();
+        assert_eq!(r.status, 401);
+        assert_eq!(r.headers["www-authenticate"], "Basic realm=\"x\"");
+        assert_eq!(r.body, b"body");
+        assert!(parse_response(b"garbage").is_none());
+    }
+}
