@@ -182,7 +182,7 @@ start() {
     local pidfile=$NSDK_RUN/$name.pid log=$NSDK_LOG/$name.log
     if pid_alive "$pidfile"; then
         if "$check" $arg >/dev/null 2>&1; then
-            say "$name: already running (pid $(cat "$pidfile"))"
+            say "$name: already running (pid $(pid_of "$pidfile"))"
             return
         fi
     else
@@ -191,7 +191,7 @@ start() {
     if ! pid_alive "$pidfile"; then
         say "$name: starting (log: $log)"
         setsid "$@" >>"$log" 2>&1 </dev/null &
-        echo $! >"$pidfile"
+        echo "$! $1" >"$pidfile"
     fi
     if ! wait_for 30 "$name" "$check" $arg; then
         if ! pid_alive "$pidfile"; then
@@ -199,10 +199,10 @@ start() {
             die "$name exited right after start; last lines of $log:
 $(tail -n 20 "$log")"
         fi
-        die "$name (pid $(cat "$pidfile")) does not answer after 30 s; last lines of $log:
+        die "$name (pid $(pid_of "$pidfile")) does not answer after 30 s; last lines of $log:
 $(tail -n 20 "$log")"
     fi
-    say "$name: up (pid $(cat "$pidfile"))"
+    say "$name: up (pid $(pid_of "$pidfile"))"
 }
 
 write_env_file() {
@@ -251,7 +251,7 @@ status() {
     for name in registry auth-registry containerd; do
         pidfile=$NSDK_RUN/$name.pid
         if pid_alive "$pidfile"; then
-            printf '%-14s running (pid %s)' "$name" "$(cat "$pidfile")"
+            printf '%-14s running (pid %s)' "$name" "$(pid_of "$pidfile")"
         else
             printf '%-14s not running' "$name"
             bad=1
@@ -275,7 +275,7 @@ stop_one() {
         rm -f "$pidfile"
         return
     fi
-    pid=$(cat "$pidfile")
+    pid=$(pid_of "$pidfile")
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do
         kill -0 "$pid" 2>/dev/null || break

@@ -54,13 +54,20 @@ require_root() {
     [ "$(id -u)" -eq 0 ] || die "this needs root (containerd, network namespaces, iptables): run it as root, e.g. sudo $0 $*"
 }
 
-# pid_alive FILE: the pid recorded in FILE runs and is the program we started.
+# pid_alive FILE: the pid recorded in FILE runs and is still the program we started
+# (the pid file holds "PID PROGRAM"; a pid reused by another program does not count).
 pid_alive() {
-    local f=$1 pid
+    local f=$1 pid prog cmdline
     [ -s "$f" ] || return 1
-    pid=$(cat "$f")
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+    read -r pid prog <"$f" || true
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    [ -z "$prog" ] && return 0
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    case " $cmdline" in *" $prog "* | *"/$prog "*) return 0 ;; *) return 1 ;; esac
 }
+
+# pid_of FILE: the pid recorded in FILE.
+pid_of() { cut -d' ' -f1 "$1"; }
 
 # wait_for SECONDS DESCRIPTION COMMAND...: poll COMMAND until it succeeds.
 wait_for() {

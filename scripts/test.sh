@@ -37,12 +37,16 @@ if [ "${NODE_SDK_SKIP_CHECKS:-0}" != 1 ]; then
     cargo package "${pkg_args[@]}" --no-verify --locked --allow-dirty --quiet
 fi
 
+# With -p arguments, only those crates' tests run; otherwise the whole workspace.
+scope=(--workspace)
+[ $# -gt 0 ] && scope=()
+
 say "doc tests"
-cargo test --workspace --doc --locked "$@"
+cargo test "${scope[@]}" --doc --locked "$@"
 
 say "tests (root, containerd, CNI plugins, registry, kernel included)"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --locked --no-fail-fast --failure-output final "$@"
+    cargo nextest run "${scope[@]}" --locked --no-fail-fast --failure-output final "$@"
 else
-    cargo test --workspace --locked --no-fail-fast --lib --bins --tests "$@"
+    cargo test "${scope[@]}" --locked --no-fail-fast --lib --bins --tests "$@"
 fi

@@ -184,9 +184,12 @@ mod tests {
         }
     }
 
+    /// A field name, how to set it below its minimum, and the minimum.
+    type MinimumCase = (&'static str, fn(&mut ProbeTiming), i64);
+
     #[test]
     fn minimums_are_enforced_per_field() {
-        let cases: [(&str, fn(&mut ProbeTiming), i64); 5] = [
+        let cases: [MinimumCase; 5] = [
             ("initialDelaySeconds", |t| t.initial_delay_seconds = -1, 0),
             ("timeoutSeconds", |t| t.timeout_seconds = 0, 1),
             ("periodSeconds", |t| t.period_seconds = 0, 1),
