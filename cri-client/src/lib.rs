@@ -52,9 +52,15 @@
 pub use prost;
 pub use tonic;
 
+pub mod builders;
+mod client;
 mod connect;
 mod endpoint;
 mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod logs;
+pub mod streaming;
 
 pub use connect::{MAX_MESSAGE_SIZE, connect, connect_endpoint, image_client, runtime_client};
 pub use endpoint::Endpoint;

@@ -1,0 +1,2 @@
+//! Builders for `PodSandboxConfig` and `ContainerConfig` with the kubelet's conventions.
+//! (Being written.)

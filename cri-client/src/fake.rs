@@ -1,0 +1,1 @@
+//! An in-memory CRI runtime for tests and harnesses. (Being written.)

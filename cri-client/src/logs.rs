@@ -1,0 +1,1 @@
+//! Reader for CRI container log files. (Being written.)
