@@ -28,9 +28,9 @@ if [ "${NODE_SDK_SKIP_CHECKS:-0}" != 1 ]; then
     say "cargo fmt --check"
     cargo fmt --all --check
     say "cargo clippy (warnings denied)"
-    cargo clippy --workspace --all-targets --locked -- -D warnings
+    cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
     say "cargo doc (warnings denied)"
-    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked --quiet
     say "cargo package (every library)"
     pkg_args=()
     for lib in "${libs[@]}"; do pkg_args+=(-p "$lib"); done
@@ -42,11 +42,11 @@ scope=(--workspace)
 [ $# -gt 0 ] && scope=()
 
 say "doc tests"
-cargo test "${scope[@]}" --doc --locked "$@"
+cargo test "${scope[@]}" --doc --all-features --locked "$@"
 
 say "tests (root, containerd, CNI plugins, registry, kernel included)"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run "${scope[@]}" --locked --no-fail-fast --failure-output final "$@"
+    cargo nextest run "${scope[@]}" --all-features --locked --no-fail-fast --failure-output final "$@"
 else
-    cargo test "${scope[@]}" --locked --no-fail-fast --lib --bins --tests "$@"
+    cargo test "${scope[@]}" --all-features --locked --no-fail-fast --lib --bins --tests "$@"
 fi

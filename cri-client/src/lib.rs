@@ -62,6 +62,7 @@ pub mod fake;
 pub mod logs;
 pub mod streaming;
 
+pub use client::{CRI_API_VERSION, ClientConfig, CriClient, Transport};
 pub use connect::{MAX_MESSAGE_SIZE, connect, connect_endpoint, image_client, runtime_client};
 pub use endpoint::Endpoint;
 pub use error::{Error, Result};

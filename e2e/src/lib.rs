@@ -273,3 +273,126 @@ mod tests {
         assert!(parse_response(b"garbage").is_none());
     }
 }
+
+/// A containerd of one test's own (own config, root, state and socket under a
+/// temporary directory), for tests that must stop or restart the runtime without
+/// disturbing the shared one. Killed, with its directory removed, on drop.
+#[derive(Debug)]
+pub struct PrivateContainerd {
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateContainerd {
+    /// Write a config and start containerd; wait (bounded) until its socket answers.
+    pub fn start(tag: &str) -> Self {
+        require_root();
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::path::PathBuf::from(format!(
+            "/run/node-sdk/private-containerd/{tag}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating the private containerd's directory");
+        let d = dir.display();
+        // The CRI plugin is on (the tests speak CRI to it); its CNI config dir is a
+        // private, empty one, so it never touches the shared pod network.
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.zfs\", \
+             \"io.containerd.snapshotter.v1.aufs\", \"io.containerd.snapshotter.v1.devmapper\", \"io.containerd.internal.v1.tracing\"]\n\
+             [grpc]\n  address = \"{d}/containerd.sock\"\n\
+             [ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
+             [plugins.\"io.containerd.grpc.v1.cri\"]\n  restrict_oom_score_adj = true\n  stream_server_port = \"0\"\n\
+             [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"/usr/lib/cni\"\n  conf_dir = \"{d}/net.d\"\n"
+        );
+        std::fs::write(dir.join("config.toml"), config)
+            .expect("writing the private containerd's config");
+        let mut this = Self { dir, child: None };
+        this.start_process();
+        this
+    }
+
+    /// The CRI endpoint, `unix://<dir>/containerd.sock`.
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}/containerd.sock", self.dir.display())
+    }
+
+    /// Kill containerd (SIGKILL, as a crash) and wait for it to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start containerd again after [`kill`](Self::kill), with the same state.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.start_process();
+    }
+
+    fn start_process(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("containerd.log"))
+            .expect("opening the private containerd's log");
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start containerd: {e} ({SETUP_HINT})"));
+        self.child = Some(child);
+        let socket = self.dir.join("containerd.sock");
+        for _ in 0..300 {
+            let answered = Command::new("ctr")
+                .arg("--address")
+                .arg(&socket)
+                .arg("version")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if answered {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                let log =
+                    std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
+                panic!("private containerd exited ({status}): {log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "private containerd at {} did not answer within 30 s",
+            socket.display()
+        );
+    }
+}
+
+impl Drop for PrivateContainerd {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A name unique to this process and call, for pods, netns and chains.
+pub fn unique_name(tag: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{tag}-{}-{n}-{nanos:x}", std::process::id())
+}
