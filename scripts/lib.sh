@@ -16,6 +16,7 @@ NSDK_ENV_FILE=$NSDK_RUN/env
 
 CONTAINERD_SOCK=$NSDK_RUN/containerd/containerd.sock
 CONTAINERD_CONFIG=$NSDK_ETC/containerd/config.toml
+CONTAINERD_METRICS=127.0.0.1:10338
 CNI_BIN_DIR=/usr/lib/cni
 CNI_CONF_DIR=$NSDK_ETC/cni/net.d
 
