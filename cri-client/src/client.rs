@@ -424,33 +424,24 @@ impl<T: Transport> CriClient<T> {
         &self,
         filter: Option<v1::PodSandboxFilter>,
     ) -> Result<Vec<v1::PodSandbox>> {
-        if self.streaming_enabled() {
-            let mut c = self.runtime.clone();
-            let request = v1::StreamPodSandboxesRequest {
+        let (mut s, mut u) = (self.runtime.clone(), self.runtime.clone());
+        let streamed = self.collect_stream(
+            "StreamPodSandboxes",
+            v1::StreamPodSandboxesRequest {
                 filter: filter.clone(),
-            };
-            let streamed = self
-                .collect_stream(
-                    "StreamPodSandboxes",
-                    request,
-                    |r| async move { c.stream_pod_sandboxes(r).await },
-                    |m: v1::StreamPodSandboxesResponse| m.pod_sandboxes,
-                )
-                .await;
-            if let Some(items) = self.streamed_or_fallback(streamed)? {
-                return Ok(items);
-            }
-        }
-        let mut c = self.runtime.clone();
+            },
+            |r| async move { s.stream_pod_sandboxes(r).await },
+            |m: v1::StreamPodSandboxesResponse| m.pod_sandboxes,
+        );
         let request = v1::ListPodSandboxRequest { filter };
-        Self::call(
+        let unary = Self::call(
             "ListPodSandbox",
             self.default_deadline(),
             request,
-            |r| async move { c.list_pod_sandbox(r).await },
-        )
-        .await
-        .map(|r| r.items)
+            |r| async move { u.list_pod_sandbox(r).await },
+        );
+        self.list_with_fallback(streamed, async { unary.await.map(|r| r.items) })
+            .await
     }
 
     /// `UpdatePodSandboxResources` (in-place pod resize, CRI 1.33+).
@@ -548,33 +539,24 @@ impl<T: Transport> CriClient<T> {
         &self,
         filter: Option<v1::ContainerFilter>,
     ) -> Result<Vec<v1::Container>> {
-        if self.streaming_enabled() {
-            let mut c = self.runtime.clone();
-            let request = v1::StreamContainersRequest {
+        let (mut s, mut u) = (self.runtime.clone(), self.runtime.clone());
+        let streamed = self.collect_stream(
+            "StreamContainers",
+            v1::StreamContainersRequest {
                 filter: filter.clone(),
-            };
-            let streamed = self
-                .collect_stream(
-                    "StreamContainers",
-                    request,
-                    |r| async move { c.stream_containers(r).await },
-                    |m: v1::StreamContainersResponse| m.containers,
-                )
-                .await;
-            if let Some(items) = self.streamed_or_fallback(streamed)? {
-                return Ok(items);
-            }
-        }
-        let mut c = self.runtime.clone();
+            },
+            |r| async move { s.stream_containers(r).await },
+            |m: v1::StreamContainersResponse| m.containers,
+        );
         let request = v1::ListContainersRequest { filter };
-        Self::call(
+        let unary = Self::call(
             "ListContainers",
             self.default_deadline(),
             request,
-            |r| async move { c.list_containers(r).await },
-        )
-        .await
-        .map(|r| r.containers)
+            |r| async move { u.list_containers(r).await },
+        );
+        self.list_with_fallback(streamed, async { unary.await.map(|r| r.containers) })
+            .await
     }
 
     /// `ContainerStatus`; the status must carry an ID, metadata name, creation
@@ -772,33 +754,24 @@ impl<T: Transport> CriClient<T> {
         &self,
         filter: Option<v1::ContainerStatsFilter>,
     ) -> Result<Vec<v1::ContainerStats>> {
-        if self.streaming_enabled() {
-            let mut c = self.runtime.clone();
-            let request = v1::StreamContainerStatsRequest {
+        let (mut s, mut u) = (self.runtime.clone(), self.runtime.clone());
+        let streamed = self.collect_stream(
+            "StreamContainerStats",
+            v1::StreamContainerStatsRequest {
                 filter: filter.clone(),
-            };
-            let streamed = self
-                .collect_stream(
-                    "StreamContainerStats",
-                    request,
-                    |r| async move { c.stream_container_stats(r).await },
-                    |m: v1::StreamContainerStatsResponse| m.container_stats,
-                )
-                .await;
-            if let Some(items) = self.streamed_or_fallback(streamed)? {
-                return Ok(items);
-            }
-        }
-        let mut c = self.runtime.clone();
+            },
+            |r| async move { s.stream_container_stats(r).await },
+            |m: v1::StreamContainerStatsResponse| m.container_stats,
+        );
         let request = v1::ListContainerStatsRequest { filter };
-        Self::call(
+        let unary = Self::call(
             "ListContainerStats",
             self.default_deadline(),
             request,
-            |r| async move { c.list_container_stats(r).await },
-        )
-        .await
-        .map(|r| r.stats)
+            |r| async move { u.list_container_stats(r).await },
+        );
+        self.list_with_fallback(streamed, async { unary.await.map(|r| r.stats) })
+            .await
     }
 
     /// `PodSandboxStats`.
@@ -824,33 +797,24 @@ impl<T: Transport> CriClient<T> {
         &self,
         filter: Option<v1::PodSandboxStatsFilter>,
     ) -> Result<Vec<v1::PodSandboxStats>> {
-        if self.streaming_enabled() {
-            let mut c = self.runtime.clone();
-            let request = v1::StreamPodSandboxStatsRequest {
+        let (mut s, mut u) = (self.runtime.clone(), self.runtime.clone());
+        let streamed = self.collect_stream(
+            "StreamPodSandboxStats",
+            v1::StreamPodSandboxStatsRequest {
                 filter: filter.clone(),
-            };
-            let streamed = self
-                .collect_stream(
-                    "StreamPodSandboxStats",
-                    request,
-                    |r| async move { c.stream_pod_sandbox_stats(r).await },
-                    |m: v1::StreamPodSandboxStatsResponse| m.pod_sandbox_stats,
-                )
-                .await;
-            if let Some(items) = self.streamed_or_fallback(streamed)? {
-                return Ok(items);
-            }
-        }
-        let mut c = self.runtime.clone();
+            },
+            |r| async move { s.stream_pod_sandbox_stats(r).await },
+            |m: v1::StreamPodSandboxStatsResponse| m.pod_sandbox_stats,
+        );
         let request = v1::ListPodSandboxStatsRequest { filter };
-        Self::call(
+        let unary = Self::call(
             "ListPodSandboxStats",
             self.default_deadline(),
             request,
-            |r| async move { c.list_pod_sandbox_stats(r).await },
-        )
-        .await
-        .map(|r| r.stats)
+            |r| async move { u.list_pod_sandbox_stats(r).await },
+        );
+        self.list_with_fallback(streamed, async { unary.await.map(|r| r.stats) })
+            .await
     }
 
     /// `ListMetricDescriptors`; `None` when the runtime does not implement it
@@ -870,62 +834,46 @@ impl<T: Transport> CriClient<T> {
     /// `ListPodSandboxMetrics` (or `StreamPodSandboxMetrics` when enabled and
     /// supported).
     pub async fn list_pod_sandbox_metrics(&self) -> Result<Vec<v1::PodSandboxMetrics>> {
-        if self.streaming_enabled() {
-            let mut c = self.runtime.clone();
-            let streamed = self
-                .collect_stream(
-                    "StreamPodSandboxMetrics",
-                    v1::StreamPodSandboxMetricsRequest {},
-                    |r| async move { c.stream_pod_sandbox_metrics(r).await },
-                    |m: v1::StreamPodSandboxMetricsResponse| m.pod_sandbox_metrics,
-                )
-                .await;
-            if let Some(items) = self.streamed_or_fallback(streamed)? {
-                return Ok(items);
-            }
-        }
-        let mut c = self.runtime.clone();
-        Self::call(
+        let (mut s, mut u) = (self.runtime.clone(), self.runtime.clone());
+        let streamed = self.collect_stream(
+            "StreamPodSandboxMetrics",
+            v1::StreamPodSandboxMetricsRequest {},
+            |r| async move { s.stream_pod_sandbox_metrics(r).await },
+            |m: v1::StreamPodSandboxMetricsResponse| m.pod_sandbox_metrics,
+        );
+        let request = v1::ListPodSandboxMetricsRequest {};
+        let unary = Self::call(
             "ListPodSandboxMetrics",
             self.default_deadline(),
-            v1::ListPodSandboxMetricsRequest {},
-            |r| async move { c.list_pod_sandbox_metrics(r).await },
-        )
-        .await
-        .map(|r| r.pod_metrics)
+            request,
+            |r| async move { u.list_pod_sandbox_metrics(r).await },
+        );
+        self.list_with_fallback(streamed, async { unary.await.map(|r| r.pod_metrics) })
+            .await
     }
 
     // ----- images ----------------------------------------------------------
 
     /// `ListImages` (or `StreamImages` when enabled and supported).
     pub async fn list_images(&self, filter: Option<v1::ImageFilter>) -> Result<Vec<v1::Image>> {
-        if self.streaming_enabled() {
-            let mut c = self.image.clone();
-            let request = v1::StreamImagesRequest {
+        let (mut s, mut u) = (self.image.clone(), self.image.clone());
+        let streamed = self.collect_stream(
+            "StreamImages",
+            v1::StreamImagesRequest {
                 filter: filter.clone(),
-            };
-            let streamed = self
-                .collect_stream(
-                    "StreamImages",
-                    request,
-                    |r| async move { c.stream_images(r).await },
-                    |m: v1::StreamImagesResponse| m.images,
-                )
-                .await;
-            if let Some(items) = self.streamed_or_fallback(streamed)? {
-                return Ok(items);
-            }
-        }
-        let mut c = self.image.clone();
+            },
+            |r| async move { s.stream_images(r).await },
+            |m: v1::StreamImagesResponse| m.images,
+        );
         let request = v1::ListImagesRequest { filter };
-        Self::call(
+        let unary = Self::call(
             "ListImages",
             self.default_deadline(),
             request,
-            |r| async move { c.list_images(r).await },
-        )
-        .await
-        .map(|r| r.images)
+            |r| async move { u.list_images(r).await },
+        );
+        self.list_with_fallback(streamed, async { unary.await.map(|r| r.images) })
+            .await
     }
 
     /// `ImageStatus`; `Ok(None)` inside the response when the image is absent,
@@ -1083,19 +1031,26 @@ impl<T: Transport> CriClient<T> {
         }
     }
 
-    /// `Some(items)` when streaming worked; `None` (and streaming switched off
-    /// for good) when the runtime answered `Unimplemented`, on open or on the
-    /// first receive.
-    fn streamed_or_fallback<Item>(&self, streamed: Result<Vec<Item>>) -> Result<Option<Vec<Item>>> {
-        match streamed {
-            Ok(items) => Ok(Some(items)),
-            Err(e) if e.is_unimplemented() => {
-                tracing::info!(error = %e, "runtime lacks Stream* list RPCs; using List* from now on");
-                self.streaming_unsupported.store(true, Ordering::Relaxed);
-                Ok(None)
+    /// The `Stream*` form of a list when streaming is on and supported, else
+    /// the unary `List*` form. `Unimplemented` from the stream (on open or on
+    /// the first receive) switches streaming off for good and falls back.
+    /// Futures are lazy: the one not chosen never runs.
+    async fn list_with_fallback<Item>(
+        &self,
+        streamed: impl Future<Output = Result<Vec<Item>>>,
+        unary: impl Future<Output = Result<Vec<Item>>>,
+    ) -> Result<Vec<Item>> {
+        if self.streaming_enabled() {
+            match streamed.await {
+                Ok(items) => return Ok(items),
+                Err(e) if e.is_unimplemented() => {
+                    tracing::info!(error = %e, "runtime lacks Stream* list RPCs; using List* from now on");
+                    self.streaming_unsupported.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
+        unary.await
     }
 }
 
