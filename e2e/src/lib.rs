@@ -396,3 +396,10 @@ pub fn unique_name(tag: &str) -> String {
         .unwrap_or(0);
     format!("{tag}-{}-{n}-{nanos:x}", std::process::id())
 }
+
+/// The guides in `docs/`, compiled as doc tests so their examples cannot go stale.
+#[cfg(doctest)]
+pub mod guides {
+    #[doc = include_str!("../../docs/cri-client.md")]
+    pub struct CriClientGuide;
+}
