@@ -114,7 +114,9 @@ pub use record::{LogParseError, LogRecord, Stream, format_timestamp, parse_line}
 #[non_exhaustive]
 pub struct LogOptions {
     /// Only the last this many lines (`--tail`). A line split into partial
-    /// records counts once. `None` (the default) reads everything.
+    /// records counts once. When following, a record still being written at
+    /// the end of the file (no newline yet) does not count and is written
+    /// once complete. `None` (the default) reads everything.
     pub tail: Option<usize>,
     /// Only lines whose first record is at or after this instant
     /// (`--since-time`; `--since` is `now - duration`).

@@ -98,9 +98,12 @@ impl TailScanner {
         }
     }
 
-    /// The result; `end` is where the scanned region ends.
-    pub(crate) fn finish(&self, end: u64) -> TailStart {
-        let skip_before = [self.start[0].unwrap_or(end), self.start[1].unwrap_or(end)];
+    /// The result; streams with no line kept are read from `fresh` on.
+    pub(crate) fn finish(&self, fresh: u64) -> TailStart {
+        let skip_before = [
+            self.start[0].unwrap_or(fresh),
+            self.start[1].unwrap_or(fresh),
+        ];
         TailStart {
             begin: skip_before[0].min(skip_before[1]),
             skip_before,
@@ -122,9 +125,14 @@ pub(crate) async fn find_tail_start(
     chunk: usize,
 ) -> std::io::Result<TailStart> {
     let mut scanner = TailScanner::new(want, only);
-    if scanner.done() {
+    if scanner.done() && include_unterminated {
         return Ok(scanner.finish(end));
     }
+    // Where the complete records end: the start of the unfinished record at
+    // the end of the file. When following, that record is still being
+    // written; it is new, not old, so a stream with no line kept is read
+    // from there rather than from `end`.
+    let mut complete_end: Option<u64> = None;
     // `buf` holds the bytes [buf_start, buf_start + buf.len()) of the file;
     // everything from `buf_start + hi` on has been fed already.
     let mut buf: Vec<u8> = Vec::new();
@@ -145,6 +153,9 @@ pub(crate) async fn find_tail_start(
                 None if buf_start == 0 => 0,
                 None => break,
             };
+            if last_segment {
+                complete_end = Some(buf_start + start as u64);
+            }
             let segment = &buf[start..hi];
             if !segment.is_empty() && (!last_segment || include_unterminated) {
                 scanner.feed(buf_start + start as u64, segment);
@@ -155,8 +166,13 @@ pub(crate) async fn find_tail_start(
                 break;
             }
         }
-        if scanner.done() || (hi == 0 && buf_start == 0) {
-            return Ok(scanner.finish(end));
+        if (complete_end.is_some() && scanner.done()) || (hi == 0 && buf_start == 0) {
+            let fresh = if include_unterminated {
+                end
+            } else {
+                complete_end.unwrap_or(0)
+            };
+            return Ok(scanner.finish(fresh));
         }
         // Read the chunk before `buf_start` and put it in front. The chunk
         // grows with an unfinished long line, so a line of any length costs

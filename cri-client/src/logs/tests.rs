@@ -476,6 +476,42 @@ async fn follow_with_tail_starts_at_the_last_lines() {
 }
 
 #[tokio::test]
+async fn when_following_a_record_being_written_is_new_for_tail() {
+    // The file ends in the middle of a stderr record. When following it is
+    // still being written: it is not counted, and streams with no line kept
+    // are read from its start, so it is shown once complete (even with tail
+    // 0). Without follow it is the last line.
+    let dir = TempDir::new();
+    let first = rec(1, "stdout", "F", "old");
+    let content = format!("{first}2024-01-01T00:00:02Z stderr F in prog");
+    let path = dir.file(content.as_bytes());
+    let len = content.len() as u64;
+    let at_partial = first.len() as u64;
+    for chunk in [3, TAIL_CHUNK_FOR_TESTS] {
+        let mut file = tokio::fs::File::open(&path).await.unwrap();
+        let s = super::tail::find_tail_start(&mut file, len, 0, None, false, chunk)
+            .await
+            .unwrap();
+        assert_eq!(s.skip_before, [at_partial, at_partial]);
+        let mut file = tokio::fs::File::open(&path).await.unwrap();
+        let s = super::tail::find_tail_start(&mut file, len, 1, None, false, chunk)
+            .await
+            .unwrap();
+        assert_eq!(s.skip_before, [0, at_partial]);
+        let mut file = tokio::fs::File::open(&path).await.unwrap();
+        let s = super::tail::find_tail_start(&mut file, len, 1, None, true, chunk)
+            .await
+            .unwrap();
+        assert_eq!(s.skip_before, [len, at_partial]);
+        let mut file = tokio::fs::File::open(&path).await.unwrap();
+        let s = super::tail::find_tail_start(&mut file, len, 0, None, true, chunk)
+            .await
+            .unwrap();
+        assert_eq!(s.skip_before, [len, len]);
+    }
+}
+
+#[tokio::test]
 async fn stop_reads_what_is_there_then_returns() {
     let dir = TempDir::new();
     let path = dir.file(b"");
@@ -536,8 +572,8 @@ async fn follow_rereads_a_truncated_file() {
         .unwrap()
         .set_len(0)
         .unwrap();
-    // Let the follower see the empty file before new records arrive.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Shorter than what was read: seen as a truncation whenever the follower
+    // looks.
     append(&path, &rec(3, "stdout", "F", "c"));
     f.out.wait_for("a long first line\nb\nc\n").await;
     let (_, _, summary) = f.stop().await;
