@@ -231,6 +231,18 @@ impl Source<'_> {
         Ok(Change::Nothing)
     }
 
+    /// Read no further than the file's current end: we are stopping.
+    async fn freeze(&mut self) -> Result<(), LogError> {
+        let len = self
+            .file
+            .metadata()
+            .await
+            .map_err(|e| self.read_error(e))?
+            .len();
+        self.end = Some(len.max(self.pos));
+        Ok(())
+    }
+
     /// Read `file` from its start from now on.
     async fn restart(&mut self, file: Option<File>) -> Result<(), LogError> {
         if let Some(file) = file {
@@ -346,6 +358,12 @@ where
     let mut stopping = false;
     let mut replacement: Option<File> = None;
     loop {
+        // A container writing without pause never lets the reader reach the
+        // end of the file: look at `stop` between chunks too.
+        if opts.follow && !stopping && futures::poll!(stop.as_mut()).is_ready() {
+            stopping = true;
+            src.freeze().await?;
+        }
         if src.fill().await? > 0 {
             if src.drain_lines(&mut out).await? == Flow::LimitReached {
                 break;
@@ -359,6 +377,9 @@ where
                 break;
             }
             src.restart(Some(new)).await?;
+            if stopping {
+                src.freeze().await?;
+            }
             out.summary.rotations += 1;
             continue;
         }
@@ -380,6 +401,9 @@ where
                 );
                 // An unfinished record read before the truncation is dropped.
                 src.restart(None).await?;
+                if stopping {
+                    src.freeze().await?;
+                }
                 out.summary.truncations += 1;
                 continue;
             }
@@ -392,7 +416,10 @@ where
         out.flush().await?;
         tokio::select! {
             () = tokio::time::sleep(opts.poll_interval) => {}
-            () = &mut stop => stopping = true,
+            () = &mut stop => {
+                stopping = true;
+                src.freeze().await?;
+            }
         }
     }
     out.flush().await?;

@@ -530,6 +530,43 @@ async fn stop_reads_what_is_there_then_returns() {
     assert_eq!(out, "a\nb");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_works_while_the_file_grows_without_pause() {
+    let dir = TempDir::new();
+    let path = dir.file(b"");
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (path, done) = (path.clone(), done.clone());
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            let mut i = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                f.write_all(rec(1, "stdout", "F", &format!("line {i}")).as_bytes())
+                    .unwrap();
+                i += 1;
+            }
+        })
+    };
+    let f = Follower::start(&path, LogOptions::default());
+    for _ in 0..500 {
+        if f.out.text().len() > 100_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Stop while the writer is still writing: the follower must return.
+    let guard = tokio::time::timeout(Duration::from_secs(60), f.stop()).await;
+    done.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let (out, _, _) = guard.expect("the follower did not stop while the file kept growing");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(!lines.is_empty());
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(*line, format!("line {i}"));
+    }
+}
+
 #[tokio::test]
 async fn follow_survives_rotation_by_rename_and_reopen() {
     let dir = TempDir::new();
