@@ -34,6 +34,11 @@
 //!   (kubelet's default while its `seccompDefault` setting is off), the
 //!   default masked and read-only `/proc` paths.
 //!
+//! kubelet creates the directories itself: the sandbox's `log_directory`
+//! before `RunPodSandbox` and the container's log directory (the parent of
+//! [`container_log_path`]) before `CreateContainer`. Do the same rather than
+//! rely on the runtime to.
+//!
 //! What they do not do: compute resources from a pod's QoS class (set them
 //! with [`ContainerConfigBuilder::cpu_request_millis`] and friends or
 //! [`ContainerConfigBuilder::resources`]), cluster DNS (set
