@@ -1,2 +1,0 @@
-//! Builders for `PodSandboxConfig` and `ContainerConfig` with the kubelet's conventions.
-//! (Being written.)

@@ -1,1 +1,0 @@
-//! Reader for CRI container log files. (Being written.)
