@@ -68,6 +68,14 @@ pub enum Error {
         missing: String,
     },
 
+    /// Reading a container log file failed.
+    #[error(transparent)]
+    Logs(#[from] crate::logs::LogError),
+
+    /// A pod or container config builder was given an invalid value.
+    #[error(transparent)]
+    Build(#[from] crate::builders::BuildError),
+
     /// The runtime answered, but the answer misses something the CRI contract
     /// requires (kubelet validates the same things).
     #[error("invalid {method} response from the runtime: {reason}")]
