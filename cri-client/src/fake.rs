@@ -1,1 +1,0 @@
-//! An in-memory CRI runtime for tests and harnesses. (Being written.)
