@@ -236,7 +236,19 @@ impl<T: Transport> CriClient<T> {
         let answer = match deadline {
             Some(limit) => {
                 request.set_timeout(limit);
+                let started = tokio::time::Instant::now();
                 match tokio::time::timeout(limit, send(request)).await {
+                    // A server that enforces the grpc-timeout we sent may answer
+                    // first: tonic servers say `Cancelled: Timeout expired`,
+                    // grpc-go ones `DeadlineExceeded`. Past our deadline, any
+                    // failure is the deadline.
+                    Ok(Err(status)) if started.elapsed() >= limit => {
+                        Err(tonic::Status::deadline_exceeded(format!(
+                            "no answer within {limit:?} ({:?}: {})",
+                            status.code(),
+                            status.message()
+                        )))
+                    }
                     Ok(answer) => answer,
                     Err(_) => Err(tonic::Status::deadline_exceeded(format!(
                         "no answer within {limit:?}"
