@@ -143,9 +143,12 @@ pub(crate) struct AuthArgs {
     /// Use `USERNAME[:PASSWORD]` for accessing the registry
     #[arg(long, value_name = "USERNAME[:PASSWORD]")]
     pub(crate) creds: Option<String>,
-    /// Use `AUTH_STRING` for accessing the registry. AUTH_STRING is a base64 encoded
-    /// 'USERNAME[:PASSWORD]'
-    #[arg(long, value_name = "AUTH_STRING")]
+    /// Use `AUTH_STRING` for accessing the registry (base64 of `USERNAME:PASSWORD`).
+    #[arg(
+        long,
+        value_name = "AUTH_STRING",
+        help = "Use `AUTH_STRING` for accessing the registry. AUTH_STRING is a base64 encoded 'USERNAME[:PASSWORD]'"
+    )]
     pub(crate) auth: Option<String>,
     /// Use `USERNAME` for accessing the registry. The password will be requested on the
     /// command line
@@ -579,9 +582,13 @@ pub(crate) struct PullArgs {
     /// Use `USERNAME[:PASSWORD]` for accessing the registry
     #[arg(long, env = "CRICTL_CREDS", value_name = "USERNAME[:PASSWORD]")]
     pub(crate) creds: Option<String>,
-    /// Use `AUTH_STRING` for accessing the registry. AUTH_STRING is a base64 encoded
-    /// 'USERNAME[:PASSWORD]'
-    #[arg(long, env = "CRICTL_AUTH", value_name = "AUTH_STRING")]
+    /// Use `AUTH_STRING` for accessing the registry (base64 of `USERNAME:PASSWORD`).
+    #[arg(
+        long,
+        env = "CRICTL_AUTH",
+        value_name = "AUTH_STRING",
+        help = "Use `AUTH_STRING` for accessing the registry. AUTH_STRING is a base64 encoded 'USERNAME[:PASSWORD]'"
+    )]
     pub(crate) auth: Option<String>,
     /// Use `USERNAME` for accessing the registry. The password will be requested on the
     /// command line (or read from stdin when it is not a terminal)

@@ -6,7 +6,7 @@
 //! ID prefixes everywhere an ID is taken. Run it with
 //! `cargo run -p node-sdk-examples --bin crictl -- -r unix:///run/containerd/containerd.sock ps`.
 //!
-//! Layout: [`cli`] is the command line; `commands/` runs each command;
+//! Layout: `cli` is the command line; `commands/` runs each command;
 //! the pure parts (config file, filters, ID prefixes, tables, units, JSON
 //! output, error texts) are modules of their own with unit tests. `exec`
 //! without `--sync`, `attach`, `port-forward` and `logs` hand their streams to

@@ -1,6 +1,6 @@
 //! `exec`, `attach`, `port-forward`, `logs`: argument checks and the CRI
 //! calls here; the streams and the log reading go through
-//! [`pending`](super::super::pending).
+//! `crictl/pending.rs`.
 
 use std::io::Write as _;
 
