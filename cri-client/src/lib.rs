@@ -43,6 +43,13 @@
 //! }
 //! ```
 //!
+//! # Features
+//!
+//! - `serde`: `serde::Serialize` and `serde::Deserialize` for every [`v1`]
+//!   message and enum in the protobuf JSON mapping (camelCase names on output,
+//!   proto or camelCase names on input, unknown fields skipped), as `crictl`
+//!   reads pod and container configs and prints `-o json`.
+//!
 //! # Versions
 //!
 //! [`tonic`] and [`prost`] types appear in the public API (channels, clients,
@@ -81,4 +88,6 @@ pub use error::{Error, Result};
 /// [`image_service_server`](v1::image_service_server).
 pub mod v1 {
     include!("generated/runtime.v1.rs");
+    #[cfg(feature = "serde")]
+    include!("generated/runtime.v1.serde.rs");
 }
