@@ -1,5 +1,5 @@
-//! The seam to `cri_client::streaming` and `cri_client::logs`, which are not
-//! in this build yet.
+//! The seam to `cri_client::streaming` (not in this build yet) and
+//! `cri_client::logs`.
 //!
 //! `exec` (without `--sync`), `attach`, `port-forward` and `logs` do their
 //! CRI part in `commands/streaming.rs` (argument checks, ID resolution, the
@@ -105,11 +105,63 @@ pub(crate) async fn port_forward(request: PortForwardRequest) -> anyhow::Result<
 }
 
 /// Prints the container's log as kubectl does (the CRI log format decoded,
-/// partial lines joined), following it with `-f`.
+/// partial lines joined), following it with `-f` until the container stops
+/// running or the user interrupts.
 pub(crate) async fn read_logs(request: LogRequest, client: &CriClient) -> anyhow::Result<()> {
+    use cri_client::logs::{LogOptions, Stream, read_logs_until};
+    use cri_client::v1::ContainerState;
+
     log::debug(&format!("Log request: {request:?}"));
-    let _ = client;
-    Err(not_available("reading CRI container logs"))
+    let mut opts = LogOptions::default()
+        .follow(request.follow)
+        .timestamps(request.timestamps);
+    if let Some(tail) = request.tail {
+        opts = opts.tail(usize::try_from(tail).unwrap_or(usize::MAX));
+    }
+    if let Some(since) = request.since {
+        opts = opts.since(since);
+    }
+    if let Some(limit) = request.limit_bytes {
+        opts = opts.limit_bytes(limit);
+    }
+    match (request.stdout, request.stderr) {
+        (true, false) => opts = opts.stream(Stream::Stdout),
+        (false, true) => opts = opts.stream(Stream::Stderr),
+        _ => {}
+    }
+    // Following ends like kubelet's: once the container no longer runs (checked
+    // every second), or on Ctrl-C.
+    let container_id = request.container_id.clone();
+    let stop = async move {
+        let running = async {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let state = client
+                    .container_status(&container_id, false)
+                    .await
+                    .ok()
+                    .and_then(|r| r.status)
+                    .map(|s| s.state);
+                if state != Some(ContainerState::ContainerRunning as i32) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = running => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    read_logs_until(
+        &request.path,
+        &opts,
+        tokio::io::stdout(),
+        tokio::io::stderr(),
+        stop,
+    )
+    .await
+    .map_err(|e| anyhow!("failed to read log file {:?}: {e}", request.path))?;
+    Ok(())
 }
 
 /// The streaming URL as crictl uses it: a URL without scheme or host (a
