@@ -72,6 +72,11 @@ pub enum Error {
     #[error(transparent)]
     Logs(#[from] crate::logs::LogError),
 
+    /// Talking to the runtime's streaming server (exec, attach,
+    /// port-forward) failed.
+    #[error(transparent)]
+    Streaming(#[from] crate::streaming::StreamError),
+
     /// A pod or container config builder was given an invalid value.
     #[error(transparent)]
     Build(#[from] crate::builders::BuildError),
