@@ -740,10 +740,9 @@ fn config_files_flags_and_environment() {
 }
 
 #[test]
-fn streaming_commands_get_their_url_then_stop_at_the_seam() {
-    // exec without --sync, attach and port-forward make their CRI calls and hand
-    // over to crictl/pending.rs, which waits for cri_client::streaming; logs is
-    // wired to cri_client::logs and checked for real output.
+fn streaming_exec_attach_port_forward_and_logs() {
+    // exec without --sync, attach and port-forward go through the runtime's
+    // streaming server (cri_client::streaming); logs reads the CRI log file.
     let env = TestEnv::require();
     let crictl = Crictl::new("crictl-stream", env.cri_endpoint());
     pull_busybox(&crictl, &env);
@@ -753,7 +752,11 @@ fn streaming_commands_get_their_url_then_stop_at_the_seam() {
     let container_config = crictl.container_config(
         "talker",
         env.get("BUSYBOX_IMAGE"),
-        &["sh", "-c", "echo hello; sleep 3600"],
+        &[
+            "sh",
+            "-c",
+            "echo hello; httpd -p 8080 -h /var/www; sleep 3600",
+        ],
     );
     let container = crictl
         .ok(&["create", &pod.id, &container_config, &pod_config])
@@ -762,23 +765,54 @@ fn streaming_commands_get_their_url_then_stop_at_the_seam() {
     crictl.ok(&["start", &container]);
     let prefix = &container[..12];
 
-    let err = crictl.fails(&["exec", prefix, "echo", "hi"]);
-    assert!(
-        err.contains(&format!(
-            "execing command in container {prefix}: exec over the runtime's streaming server"
-        )),
-        "{err}"
+    // Streamed exec: stdout and stderr apart, the exit code as crictl's status.
+    let run = crictl.run(&["exec", prefix, "sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (Some(0), "out\n", "err\n")
     );
-    assert!(err.contains("not yet available in this build"), "{err}");
-    let err = crictl.fails(&["attach", prefix]);
-    assert!(
-        err.contains("attaching running container failed: "),
-        "{err}"
+    let run = crictl.run(&["exec", prefix, "sh", "-c", "exit 6"]);
+    assert_eq!(run.code, Some(6), "stderr: {}", run.stderr);
+    // -i: our stdin reaches the command (which stops reading on its own: the v4
+    // protocol cannot half-close stdin).
+    let run = crictl.run_with_stdin(&["exec", "-i", prefix, "head", "-c", "5"], "abcdefgh");
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (Some(0), "abcde"),
+        "stderr: {}",
+        run.stderr
     );
-    assert!(err.contains("not yet available in this build"), "{err}");
-    let err = crictl.fails(&["port-forward", &pod.id[..12], "8080"]);
-    assert!(err.contains("port forward: "), "{err}");
-    assert!(err.contains("not yet available in this build"), "{err}");
+
+    // port-forward on a random local port; two requests in a row each get a fresh
+    // single-use URL from the runtime.
+    let mut forward = crictl
+        .command(&["port-forward", &pod.id[..12], ":8080"])
+        .spawn()
+        .expect("starting crictl port-forward");
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(forward.stdout.as_mut().expect("piped stdout")),
+        &mut first_line,
+    )
+    .expect("reading the Forwarding line");
+    let local = first_line
+        .trim()
+        .strip_prefix("Forwarding from ")
+        .and_then(|rest| rest.split(" -> ").next())
+        .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
+        .to_owned();
+    for _ in 0..2 {
+        let resp = node_sdk_e2e::http_get(&local, "/index.html", &[], None)
+            .expect("HTTP through the forward");
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            String::from_utf8_lossy(&resp.body),
+            "node-sdk busybox test image\n"
+        );
+    }
+    let _ = forward.kill();
+    let _ = forward.wait();
+
     // logs reads the real CRI log file (bounded wait for the runtime to write it).
     let mut logged = String::new();
     for _ in 0..100 {

@@ -1,5 +1,5 @@
-//! The seam to `cri_client::streaming` (not in this build yet) and
-//! `cri_client::logs`.
+//! The hand-over from crictl's CRI calls to `cri_client::streaming` (exec,
+//! attach, port-forward) and `cri_client::logs`.
 //!
 //! `exec` (without `--sync`), `attach`, `port-forward` and `logs` do their
 //! CRI part in `commands/streaming.rs` (argument checks, ID resolution, the
@@ -11,9 +11,14 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use anyhow::anyhow;
+use std::io::IsTerminal as _;
+
+use anyhow::{Context as _, anyhow};
 use cri_client::CriClient;
+use cri_client::streaming::{self, ExecOptions, ExitStatus, Session};
 use jiff::Timestamp;
+use tokio::io::AsyncWriteExt as _;
+use tokio::signal::unix::{SignalKind, signal};
 
 use super::log;
 
@@ -42,6 +47,8 @@ pub(crate) struct PortForwardRequest {
     pub(crate) ports: Vec<PortSpec>,
     /// `spdy` or `websocket`.
     pub(crate) transport: String,
+    /// The pod, for fresh URLs (one per forwarded connection).
+    pub(crate) pod_sandbox_id: String,
 }
 
 /// What `logs` reads: the container's CRI log file and kubectl-like options.
@@ -77,31 +84,203 @@ pub(crate) struct PortSpec {
     pub(crate) remote: u16,
 }
 
-fn not_available(what: &str) -> anyhow::Error {
-    anyhow!("{what} is not yet available in this build")
+/// The stream options of an exec or attach request, as crictl sets them: stdout
+/// always, stderr unless a terminal merges it.
+fn exec_options(request: &StreamRequest) -> ExecOptions {
+    ExecOptions {
+        stdin: request.stdin,
+        stdout: true,
+        stderr: !request.tty,
+        tty: request.tty,
+    }
+}
+
+/// Our streaming client speaks the WebSocket channel protocols only (what
+/// containerd serves without SPDY): `spdy`, crictl's default, is served the
+/// same way; anything else is refused.
+fn check_transport(transport: &str) -> anyhow::Result<()> {
+    match transport {
+        "" | "spdy" | "websocket" => Ok(()),
+        other => Err(anyhow!(
+            "unknown transport {other:?}: use websocket or spdy"
+        )),
+    }
+}
+
+/// How long a command may run on after the end of our stdin before the
+/// session is closed to signal EOF (see [`run_session`]).
+const STDIN_EOF_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Puts the local terminal into raw mode for `-t`, and back when dropped.
+struct RawTerminal(bool);
+
+impl RawTerminal {
+    fn enable(tty: bool) -> Self {
+        let on =
+            tty && std::io::stdin().is_terminal() && crossterm::terminal::enable_raw_mode().is_ok();
+        RawTerminal(on)
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = crossterm::terminal::disable_raw_mode();
+        }
+    }
+}
+
+/// Copies our stdin to the session and its output to ours until the session
+/// ends; sends the terminal size (and every change) with `-t`.
+async fn run_session(mut session: Session, tty: bool) -> anyhow::Result<ExitStatus> {
+    let _raw = RawTerminal::enable(tty);
+    if tty && let Ok((cols, rows)) = crossterm::terminal::size() {
+        let resizer = session.resizer();
+        let _ = resizer.resize(cols, rows).await;
+        tokio::spawn(async move {
+            let Ok(mut changes) = signal(SignalKind::window_change()) else {
+                return;
+            };
+            while changes.recv().await.is_some() {
+                if let Ok((cols, rows)) = crossterm::terminal::size()
+                    && resizer.resize(cols, rows).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+    let mut feeder = None;
+    if let Some(mut input) = session.stdin.take() {
+        // The v4 channel protocol has no half-close: the only way to send EOF is
+        // to close the session. After the end of our stdin the command gets
+        // STDIN_EOF_GRACE to finish on its own (commands that stop reading by
+        // themselves, such as `head -c N`, keep all their output); then the
+        // session is closed so a command reading until EOF (`cat`) cannot hang.
+        feeder = Some(tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut input).await;
+            let _ = input.flush().await;
+            tokio::time::sleep(STDIN_EOF_GRACE).await;
+            let _ = input.shutdown().await;
+        }));
+    }
+    let out = session.stdout.take();
+    let err = session.stderr.take();
+    let copy_out = async {
+        if let Some(mut out) = out {
+            tokio::io::copy(&mut out, &mut tokio::io::stdout()).await?;
+        }
+        tokio::io::stdout().flush().await
+    };
+    let copy_err = async {
+        if let Some(mut err) = err {
+            tokio::io::copy(&mut err, &mut tokio::io::stderr()).await?;
+        }
+        tokio::io::stderr().flush().await
+    };
+    let (o, e) = tokio::join!(copy_out, copy_err);
+    if let Some(feeder) = feeder {
+        feeder.abort();
+    }
+    o?;
+    e?;
+    Ok(session.wait().await?)
 }
 
 /// Runs an `exec` stream and returns the command's exit code.
 pub(crate) async fn exec(request: StreamRequest) -> anyhow::Result<i32> {
     log::debug(&format!("Exec stream request: {request:?}"));
-    Err(not_available(
-        "exec over the runtime's streaming server (use -s/--sync to run the command through ExecSync)",
-    ))
+    check_transport(&request.transport)?;
+    let session = streaming::exec(&request.url, exec_options(&request)).await?;
+    match run_session(session, request.tty).await? {
+        ExitStatus::Success => Ok(0),
+        ExitStatus::ExitCode(code) => Ok(code),
+        ExitStatus::Unknown => Err(anyhow!(
+            "the session ended before the runtime reported an exit status"
+        )),
+        failure => Err(anyhow!("{failure}")),
+    }
 }
 
 /// Attaches to a container's stream until it ends or is detached.
 pub(crate) async fn attach(request: StreamRequest) -> anyhow::Result<()> {
     log::debug(&format!("Attach stream request: {request:?}"));
-    Err(not_available("attach over the runtime's streaming server"))
+    check_transport(&request.transport)?;
+    let session = streaming::attach(&request.url, exec_options(&request)).await?;
+    match run_session(session, request.tty).await? {
+        ExitStatus::Failure { message, .. } => Err(anyhow!("{message}")),
+        _ => Ok(()),
+    }
 }
 
 /// Forwards the ports until interrupted, printing
 /// `Forwarding from 127.0.0.1:LOCAL -> REMOTE` for each.
-pub(crate) async fn port_forward(request: PortForwardRequest) -> anyhow::Result<()> {
+///
+/// A WebSocket port-forward session carries one TCP stream and its URL is
+/// single-use, so each accepted connection gets a fresh URL from the runtime
+/// (`PortForward`); the first one uses the URL already fetched.
+pub(crate) async fn port_forward(
+    request: PortForwardRequest,
+    client: &CriClient,
+) -> anyhow::Result<()> {
     log::debug(&format!("Port forward request: {request:?}"));
-    Err(not_available(
-        "port forwarding over the runtime's streaming server",
-    ))
+    check_transport(&request.transport)?;
+    let first_url = std::sync::Arc::new(std::sync::Mutex::new(Some(request.url.clone())));
+    let mut listeners = Vec::new();
+    for spec in &request.ports {
+        let listener = tokio::net::TcpListener::bind((request.listen, spec.local))
+            .await
+            .with_context(|| format!("unable to listen on port {}", spec.local))?;
+        let local = listener.local_addr()?.port();
+        println!(
+            "Forwarding from {}:{local} -> {}",
+            request.listen, spec.remote
+        );
+        listeners.push((listener, spec.remote));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (listener, remote) in listeners {
+        let client = client.clone();
+        let pod = request.pod_sandbox_id.clone();
+        let first_url = first_url.clone();
+        tasks.spawn(async move {
+            loop {
+                let Ok((mut conn, peer)) = listener.accept().await else {
+                    return;
+                };
+                log::debug(&format!("Handling connection for {remote} from {peer}"));
+                let reuse = first_url.lock().ok().and_then(|mut u| u.take());
+                let client = client.clone();
+                let pod = pod.clone();
+                tokio::spawn(async move {
+                    let url = match reuse {
+                        Some(url) => url,
+                        None => match client.port_forward(&pod, vec![i32::from(remote)]).await {
+                            Ok(url) => streaming_url(&url),
+                            Err(e) => {
+                                eprintln!("port forward: {e}");
+                                return;
+                            }
+                        },
+                    };
+                    match streaming::port_forward(&url, remote).await {
+                        Ok(mut stream) => {
+                            if let Err(e) =
+                                tokio::io::copy_bidirectional(&mut conn, &mut stream).await
+                            {
+                                eprintln!("an error occurred forwarding {remote}: {e}");
+                            }
+                        }
+                        Err(e) => eprintln!("an error occurred forwarding {remote}: {e}"),
+                    }
+                });
+            }
+        });
+    }
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = async { while tasks.join_next().await.is_some() {} } => Ok(()),
+    }
 }
 
 /// Prints the container's log as kubectl does (the CRI log format decoded,

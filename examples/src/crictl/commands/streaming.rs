@@ -255,12 +255,16 @@ pub(super) async fn port_forward(clients: &Clients, args: PortForwardArgs) -> an
         ));
         let url = client.port_forward(&id, remote).await.cri()?;
         log::debug(&format!("PortForward URL: {url}"));
-        pending::port_forward(PortForwardRequest {
-            url: streaming_url(&url),
-            listen: LISTEN_ADDRESS,
-            ports,
-            transport: args.transport.transport.clone(),
-        })
+        pending::port_forward(
+            PortForwardRequest {
+                url: streaming_url(&url),
+                listen: LISTEN_ADDRESS,
+                ports,
+                transport: args.transport.transport.clone(),
+                pod_sandbox_id: id,
+            },
+            client,
+        )
         .await
     };
     forwarded.await.context("port forward")
