@@ -444,30 +444,26 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn every_placeholder_says_it_is_not_available_yet() {
-        let stream = StreamRequest {
+    #[test]
+    fn transports_map_to_websocket_or_are_refused() {
+        for ok in ["", "spdy", "websocket"] {
+            assert!(check_transport(ok).is_ok(), "{ok}");
+        }
+        let err = check_transport("quic").unwrap_err().to_string();
+        assert_eq!(err, "unknown transport \"quic\": use websocket or spdy");
+    }
+
+    #[test]
+    fn a_terminal_merges_stderr_into_stdout() {
+        let request = |tty| StreamRequest {
             url: "http://x/exec/t".into(),
-            stdin: false,
-            tty: false,
+            stdin: true,
+            tty,
             transport: "websocket".into(),
         };
-        let err = exec(stream.clone()).await.unwrap_err().to_string();
-        assert!(err.contains("not yet available in this build"), "{err}");
-        let err = attach(stream).await.unwrap_err().to_string();
-        assert!(err.contains("not yet available in this build"), "{err}");
-        let err = port_forward(PortForwardRequest {
-            url: "http://x/portforward/t".into(),
-            listen: LISTEN_ADDRESS,
-            ports: vec![PortSpec {
-                local: 0,
-                remote: 80,
-            }],
-            transport: "websocket".into(),
-        })
-        .await
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("not yet available in this build"), "{err}");
+        let tty = exec_options(&request(true));
+        assert!(tty.stdin && tty.stdout && tty.tty && !tty.stderr);
+        let plain = exec_options(&request(false));
+        assert!(plain.stdin && plain.stdout && plain.stderr && !plain.tty);
     }
 }
