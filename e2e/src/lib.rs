@@ -403,3 +403,58 @@ pub mod guides {
     #[doc = include_str!("../../docs/cri-client.md")]
     pub struct CriClientGuide;
 }
+
+/// A client of the environment's containerd, with the busybox test image pulled;
+/// returns the client and the image reference.
+pub async fn cri_with_busybox(env: &TestEnv) -> (cri_client::CriClient, String) {
+    let client = cri_client::CriClient::connect(env.cri_endpoint())
+        .unwrap_or_else(|e| panic!("connecting to {}: {e}", env.cri_endpoint()));
+    let busybox = env.get("BUSYBOX_IMAGE").to_owned();
+    let spec = cri_client::v1::ImageSpec {
+        image: busybox.clone(),
+        ..Default::default()
+    };
+    client
+        .pull_image(spec, None, None)
+        .await
+        .expect("PullImage busybox");
+    (client, busybox)
+}
+
+/// A sandbox config with a unique name (from `tag`), namespace `node-sdk-e2e` and a
+/// log directory under `/var/lib/node-sdk/pod-logs/`.
+pub fn test_pod_config(tag: &str) -> cri_client::v1::PodSandboxConfig {
+    let name = unique_name(tag);
+    cri_client::v1::PodSandboxConfig {
+        metadata: Some(cri_client::v1::PodSandboxMetadata {
+            name: name.clone(),
+            namespace: "node-sdk-e2e".into(),
+            uid: format!("uid-{name}"),
+            attempt: 0,
+        }),
+        log_directory: format!("/var/lib/node-sdk/pod-logs/{name}"),
+        ..Default::default()
+    }
+}
+
+/// Runs a sandbox with `config`, runs `body(pod_id)` in its own task, then stops and
+/// removes the pod whatever happened, and only then re-raises the body's panic.
+pub async fn with_sandbox<F, Fut>(
+    client: &cri_client::CriClient,
+    config: cri_client::v1::PodSandboxConfig,
+    body: F,
+) where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let pod_id = client
+        .run_pod_sandbox(config, "")
+        .await
+        .expect("RunPodSandbox");
+    let outcome = tokio::spawn(body(pod_id.clone())).await;
+    let removed = client.ensure_pod_sandbox_removed(&pod_id).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    removed.unwrap_or_else(|e| panic!("removing test pod {pod_id}: {e}"));
+}

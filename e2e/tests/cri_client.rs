@@ -7,28 +7,15 @@ use std::time::Duration;
 
 use cri_client::v1::{
     AuthConfig, ContainerConfig, ContainerFilter, ContainerMetadata, ContainerState,
-    ContainerStateValue, ImageSpec, PodSandboxConfig, PodSandboxFilter, PodSandboxMetadata,
-    PodSandboxState, PodSandboxStateValue,
+    ContainerStateValue, ImageSpec, PodSandboxConfig, PodSandboxFilter, PodSandboxState,
+    PodSandboxStateValue,
 };
 use cri_client::{ClientConfig, CriClient, Error};
-use node_sdk_e2e::{PrivateContainerd, TestEnv, unique_name};
+use node_sdk_e2e::{PrivateContainerd, TestEnv, test_pod_config, with_sandbox};
 
 fn image(name: &str) -> ImageSpec {
     ImageSpec {
         image: name.to_owned(),
-        ..Default::default()
-    }
-}
-
-fn pod_config(name: &str) -> PodSandboxConfig {
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.to_owned(),
-            namespace: "node-sdk-e2e".into(),
-            uid: format!("uid-{name}"),
-            attempt: 0,
-        }),
-        log_directory: format!("/var/lib/node-sdk/pod-logs/{name}"),
         ..Default::default()
     }
 }
@@ -52,20 +39,9 @@ where
     F: FnOnce(CriClient, String, PodSandboxConfig) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let name = unique_name(tag);
-    let config = pod_config(&name);
-    let pod_id = client
-        .run_pod_sandbox(config.clone(), "")
-        .await
-        .expect("RunPodSandbox");
-    let outcome = tokio::spawn(body(client.clone(), pod_id.clone(), config)).await;
-    client
-        .ensure_pod_sandbox_removed(&pod_id)
-        .await
-        .expect("removing the test pod");
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    let config = test_pod_config(tag);
+    let (c, cfg) = (client.clone(), config.clone());
+    with_sandbox(client, config, move |pod_id| body(c, pod_id, cfg)).await;
 }
 
 /// Polls (bounded) until the container reaches `state`.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cri_client::builders::{
     CONTAINER_HASH_ANNOTATION, CONTAINER_NAME_LABEL, CONTAINER_RESTART_COUNT_ANNOTATION,
@@ -26,11 +26,10 @@ use cri_client::logs::{
 use cri_client::tonic::transport::Channel;
 use cri_client::v1::runtime_service_client::RuntimeServiceClient;
 use cri_client::v1::{
-    ContainerState, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec,
-    PodSandboxConfig, PodSandboxStatusRequest, PullImageRequest, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+    ContainerState, ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest,
+    PodSandboxConfig, PodSandboxStatusRequest, StartContainerRequest,
 };
-use node_sdk_e2e::TestEnv;
+use node_sdk_e2e::{TestEnv, cri_with_busybox, unique_name, with_sandbox};
 use tokio::io::AsyncWrite;
 
 type Runtime = RuntimeServiceClient<Channel>;
@@ -58,27 +57,8 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let env = TestEnv::require();
-    let channel = cri_client::connect(env.cri_endpoint())
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {}: {e}", env.cri_endpoint()));
-    let mut runtime = cri_client::runtime_client(channel.clone());
-    let image = env.get("BUSYBOX_IMAGE").to_owned();
-    cri_client::image_client(channel)
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: image.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("PullImage busybox");
-
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("logs-{tag}-{}-{nanos}", std::process::id());
+    let (client, image) = cri_with_busybox(&env).await;
+    let name = unique_name(&format!("logs-{tag}"));
     let log_root = PathBuf::from("/var/lib/node-sdk/pod-logs").join(&name);
     let config = PodSandboxConfigBuilder::new(&name, "node-sdk-e2e", format!("uid-{name}"))
         .log_root(log_root.to_str().unwrap())
@@ -87,38 +67,25 @@ where
         .expect("a valid sandbox config");
     // kubelet creates the pod log directory before RunPodSandbox.
     std::fs::create_dir_all(&config.log_directory).expect("creating the pod log directory");
-    let id = runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
-
-    let pod = Pod {
-        runtime: runtime.clone(),
-        id: id.clone(),
-        config,
-        image,
-    };
-    let result = tokio::spawn(body(pod)).await;
-
-    runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await
-        .expect("StopPodSandbox");
-    runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
-        .await
-        .expect("RemovePodSandbox");
-    let _ = std::fs::remove_dir_all(&log_root);
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
+    // Removed on drop, so also when the body panics.
+    struct RemoveDir(PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
+    let _log_root = RemoveDir(log_root);
+    let runtime = client.runtime_service();
+    let cfg = config.clone();
+    with_sandbox(&client, config, move |id| {
+        body(Pod {
+            runtime,
+            id,
+            config: cfg,
+            image,
+        })
+    })
+    .await;
 }
 
 impl Pod {

@@ -6,7 +6,7 @@
 //! fails. Nothing asserts on time; waits are bounded polls.
 
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cri_client::streaming::{
     self, ExecOptions, ExitStatus, PortForwardStream, Protocol, SessionOutput, StreamClient,
@@ -16,10 +16,9 @@ use cri_client::tonic::transport::Channel;
 use cri_client::v1::runtime_service_client::RuntimeServiceClient;
 use cri_client::v1::{
     AttachRequest, ContainerConfig, ContainerMetadata, CreateContainerRequest, ExecRequest,
-    ImageSpec, PodSandboxConfig, PodSandboxMetadata, PortForwardRequest, PullImageRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+    ImageSpec, PodSandboxConfig, PortForwardRequest, StartContainerRequest,
 };
-use node_sdk_e2e::TestEnv;
+use node_sdk_e2e::{TestEnv, cri_with_busybox, test_pod_config, with_sandbox};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A safety net so that a protocol bug fails the test instead of hanging CI; no
@@ -48,74 +47,25 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let env = TestEnv::require();
-    let channel = cri_client::connect(env.cri_endpoint())
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {}: {e}", env.cri_endpoint()));
-    let mut runtime = cri_client::runtime_client(channel.clone());
-    let busybox = env.get("BUSYBOX_IMAGE").to_owned();
-    cri_client::image_client(channel)
-        .pull_image(PullImageRequest {
-            image: Some(image(&busybox)),
-            ..Default::default()
-        })
-        .await
-        .expect("PullImage busybox");
-
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("streaming-{tag}-{}-{nanos}", std::process::id());
-    let config = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.clone(),
-            namespace: "node-sdk-e2e".into(),
-            uid: format!("uid-{name}"),
-            attempt: 0,
-        }),
-        hostname: "streaming".into(),
-        log_directory: format!("/var/lib/node-sdk/pod-logs/{name}"),
-        ..Default::default()
-    };
-    let id = runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("RunPodSandbox")
-        .into_inner()
-        .pod_sandbox_id;
-
-    let pod = Pod {
-        runtime: runtime.clone(),
-        id: id.clone(),
-        config,
-        busybox,
-    };
-    let test = body(pod);
-    let outcome = tokio::spawn(async move {
-        tokio::time::timeout(HANG_GUARD, test)
-            .await
-            .expect("the test hung (safety net, not a timing assertion)");
+    let (client, busybox) = cri_with_busybox(&env).await;
+    let mut config = test_pod_config(&format!("streaming-{tag}"));
+    config.hostname = "streaming".into();
+    let runtime = client.runtime_service();
+    let cfg = config.clone();
+    with_sandbox(&client, config, move |id| {
+        let test = body(Pod {
+            runtime,
+            id,
+            config: cfg,
+            busybox,
+        });
+        async move {
+            tokio::time::timeout(HANG_GUARD, test)
+                .await
+                .expect("the test hung (safety net, not a timing assertion)");
+        }
     })
     .await;
-
-    let stopped = runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await;
-    let removed = runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
-    stopped.unwrap_or_else(|e| panic!("StopPodSandbox {id}: {e}"));
-    removed.unwrap_or_else(|e| panic!("RemovePodSandbox {id}: {e}"));
 }
 
 fn image(name: &str) -> ImageSpec {
