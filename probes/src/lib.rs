@@ -36,3 +36,6 @@ pub use outcome::{ProbeError, ProbeOutcome, ProbeResult};
 pub use prober::{ExecError, ExecOutput, ExecRunner, Prober};
 pub use spec::{ContainerPort, PortRef, ProbeHandler, ProbeSpec, ProbeTarget, Scheme};
 pub use timing::{ProbeKind, ProbeTiming, ValidationError};
+
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use worker::{ContainerState, PodPhase, ProbeState, ResultCause};
