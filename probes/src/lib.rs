@@ -38,4 +38,8 @@ pub use spec::{ContainerPort, PortRef, ProbeHandler, ProbeSpec, ProbeTarget, Sch
 pub use timing::{ProbeKind, ProbeTiming, ValidationError};
 
 pub use clock::{Clock, SystemClock, TokioClock};
+pub use manager::{
+    ContainerProbes, ContainerStatus, ManagerError, PodProbes, PodStatus, ProbeManager,
+    ProbeManagerBuilder, ResultUpdate, ResultUpdates,
+};
 pub use worker::{ContainerState, PodPhase, ProbeState, ResultCause};
