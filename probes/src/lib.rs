@@ -36,3 +36,10 @@ pub use outcome::{ProbeError, ProbeOutcome, ProbeResult};
 pub use prober::{ExecError, ExecOutput, ExecRunner, Prober};
 pub use spec::{ContainerPort, PortRef, ProbeHandler, ProbeSpec, ProbeTarget, Scheme};
 pub use timing::{ProbeKind, ProbeTiming, ValidationError};
+
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use manager::{
+    ContainerProbes, ContainerStatus, ManagerError, PodProbes, PodStatus, ProbeManager,
+    ProbeManagerBuilder, ResultUpdate, ResultUpdates,
+};
+pub use worker::{ContainerState, PodPhase, ProbeState, ResultCause};
