@@ -119,6 +119,11 @@ fn status_message(status: &tonic::Status, timeout: Duration) -> String {
             status.message()
         ),
         Code::DeadlineExceeded => rpc_timeout_message(timeout),
+        // tonic reports its own client-side deadline (the `grpc-timeout` we set) as
+        // Cancelled "Timeout expired"; grpc-go reports it as DeadlineExceeded.
+        Code::Cancelled if status.message() == tonic::TimeoutExpired(()).to_string() => {
+            rpc_timeout_message(timeout)
+        }
         code => format!(
             "error: health rpc probe failed: rpc error: code = {} desc = {}",
             go_code_name(code),
@@ -218,6 +223,10 @@ mod tests {
         assert_eq!(
             status_message(&tonic::Status::not_found("unknown service"), second),
             "error: health rpc probe failed: rpc error: code = NotFound desc = unknown service"
+        );
+        assert_eq!(
+            status_message(&tonic::Status::cancelled("Timeout expired"), second),
+            "timeout: health rpc did not complete within 1s"
         );
         assert_eq!(
             status_message(&tonic::Status::cancelled("gone"), second),

@@ -9,9 +9,29 @@
 //! messages, port resolution) are plain functions with unit tests; the I/O is a thin
 //! layer around them.
 //!
+//! # What each mechanism does
+//!
+//! | Mechanism | Success | Failure output (examples) |
+//! |---|---|---|
+//! | `httpGet` | 200-299 (Warning for an unfollowed 3xx: `Probe terminated redirects, Response body: ...`) | `HTTP probe failed with statuscode: 500`; `Get "http://10.0.0.5:8080/healthz": context deadline exceeded (Client.Timeout exceeded while awaiting headers)`; `Get "/loop": stopped after 10 redirects` |
+//! | `tcpSocket` | the connect completes | `dial tcp 10.0.0.5:5432: connect: connection refused`; `dial tcp 10.0.0.5:5432: i/o timeout` |
+//! | `grpc` | `SERVING` | `service unhealthy (responded with "NOT_SERVING")`; `timeout: failed to connect service "10.0.0.5:9090" within 1s: context deadline exceeded` |
+//! | `exec` | exit 0 | the command's output; `command timed out: "sh -c sleep 5" timed out after 1s` |
+//!
+//! HTTP details: `User-Agent: kube-probe/x.y` and `Accept: */*` unless the probe sets
+//! them (an empty value removes them), a `Host` header overrides the host, one
+//! connection per attempt (`Connection: close`), no proxy, no compression, no
+//! certificate verification for HTTPS (the kubelet's `InsecureSkipVerify`), same-host
+//! redirects followed as Go's client does (nine; the tenth redirect fails the probe),
+//! at most 10 KiB of body read. Errors that mean the probe could not run (no pod IP, an
+//! unknown named port, no exec runner, a runtime error, a failed body read) are
+//! [`ProbeError`]s, which the kubelet retries and never counts as failures.
+//!
 //! Where the output cannot be byte-for-byte Go's (an error text that comes from Rust's
 //! TLS or HTTP stack rather than Go's), the message keeps Go's shape (`Get "<url>": ...`,
-//! `dial tcp <addr>: ...`) and the item's documentation says so.
+//! `dial tcp <addr>: ...`). Known differences: HTTPS offers ALPN `http/1.1` only (the
+//! kubelet's transport also offers `h2`); TLS failures read `tls: <rustls error>`; the
+//! gRPC `User-Agent` ends in tonic's name instead of grpc-go's.
 
 mod exec;
 mod grpc;

@@ -325,6 +325,40 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn probe_sockets_linger_one_second() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stream = dial("127.0.0.1", port, None).await.unwrap();
+        let tcp = stream.inner.as_ref().unwrap();
+        assert_eq!(
+            socket2::SockRef::from(tcp).linger().unwrap(),
+            Some(Duration::from_secs(1))
+        );
+        // Dropping hands the close to the blocking pool; the peer sees an orderly EOF.
+        drop(stream);
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1];
+        let n = tokio::io::AsyncReadExt::read(&mut accepted, &mut buf)
+            .await
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[tokio::test]
+    async fn names_are_resolved_before_dialling() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // `localhost` may list ::1 first: the addresses are tried in order.
+        dial("localhost", port, None).await.unwrap();
+        let err = dial("no-such-host.invalid", port, None).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("dial tcp: lookup no-such-host.invalid: "),
+            "{err}"
+        );
+    }
+
     #[test]
     fn os_errors_use_gos_lowercase_errno_text() {
         let cases = [
