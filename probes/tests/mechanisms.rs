@@ -132,6 +132,8 @@ struct Reply {
     delay: Option<Duration>,
     /// Close the connection without answering.
     hang_up: bool,
+    /// Send the head and half the body, then stall.
+    stall_body: bool,
 }
 
 impl Reply {
@@ -268,6 +270,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     out.push_str("\r\n");
     // The client may stop reading early (the body cap): write errors are expected.
     let _ = stream.write_all(out.as_bytes()).await;
+    if reply.stall_body {
+        let _ = stream.write_all(&reply.body[..reply.body.len() / 2]).await;
+        let _ = stream.flush().await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
     let _ = stream.write_all(&reply.body).await;
     let _ = stream.shutdown().await;
 }
@@ -465,6 +472,45 @@ async fn http_slow_server_times_out_as_a_failure() {
              (Client.Timeout exceeded while awaiting headers)",
             server.port()
         ))
+    );
+}
+
+#[tokio::test]
+async fn http_redirect_to_another_port_of_the_same_host_is_followed() {
+    // The kubelet's checker compares host names only (Go's URL.Hostname()).
+    let target_server = HttpServer::start(|_| Reply::status(200, "other port")).await;
+    let location = format!("http://127.0.0.1:{}/there", target_server.port());
+    let server = HttpServer::start(move |_| Reply::redirect(308, &location)).await;
+    let got = probe(&http_spec(server.port(), "/", &[], 5), &target(LOOPBACK)).await;
+    assert_eq!(got, ProbeOutcome::success("other port"));
+    assert_eq!(target_server.seen()[0].target, "/there");
+}
+
+#[tokio::test]
+async fn http_timeout_while_reading_the_body_is_a_probe_error() {
+    // Upstream returns the body read error as an error (retried, then discarded), not
+    // as a failure.
+    let server = HttpServer::start(|_| Reply {
+        stall_body: true,
+        ..Reply::status(200, "0123456789")
+    })
+    .await;
+    let err = DefaultProber::new()
+        .probe(
+            ProbeKind::Liveness,
+            &http_spec(server.port(), "/stall", &[], 1),
+            &target(LOOPBACK),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProbeError::ResponseBody {
+            url: format!("http://127.0.0.1:{}/stall", server.port()),
+            message: "context deadline exceeded \
+                      (Client.Timeout or context cancellation while reading body)"
+                .into()
+        }
     );
 }
 
