@@ -2,8 +2,9 @@
 //!
 //! **Status:** being built. What exists today: the probe model ([`ProbeSpec`],
 //! [`ProbeHandler`], [`ProbeTarget`]), the timing model with the API defaults and
-//! validation ([`ProbeTiming`]), probe results ([`ProbeOutcome`]), and the seams
-//! ([`Prober`], [`ExecRunner`]).
+//! validation ([`ProbeTiming`]), probe results ([`ProbeOutcome`]), the seams
+//! ([`Prober`], [`ExecRunner`]), the HTTP, TCP, gRPC and exec mechanisms behind
+//! [`DefaultProber`], and conversions from the API types ([`k8s`]).
 //!
 //! # Example
 //!
@@ -32,6 +33,7 @@ mod spec;
 mod timing;
 pub mod worker;
 
+pub use mechanisms::DefaultProber;
 pub use outcome::{ProbeError, ProbeOutcome, ProbeResult};
 pub use prober::{ExecError, ExecOutput, ExecRunner, Prober};
 pub use spec::{ContainerPort, PortRef, ProbeHandler, ProbeSpec, ProbeTarget, Scheme};

@@ -92,4 +92,14 @@ pub enum ProbeError {
     /// The probe spec is not usable (for example an invalid header or URL).
     #[error("invalid probe: {0}")]
     Invalid(String),
+    /// An HTTP probe's response headers arrived but reading its body failed (for
+    /// example the timeout passed mid-body); the kubelet treats this as an error, not as
+    /// a failure.
+    #[error("reading the response body of {url}: {message}")]
+    ResponseBody {
+        /// The URL whose response it was.
+        url: String,
+        /// Why the read failed.
+        message: String,
+    },
 }
