@@ -99,30 +99,21 @@ pub enum ConversionError {
     },
 }
 
-/// The probes of one container, converted, with its ports for named-port resolution.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ContainerProbes {
-    /// `livenessProbe`.
-    pub liveness: Option<ProbeSpec>,
-    /// `readinessProbe`.
-    pub readiness: Option<ProbeSpec>,
-    /// `startupProbe`.
-    pub startup: Option<ProbeSpec>,
-    /// The container's ports.
-    pub ports: Vec<ContainerPort>,
-}
-
-/// Convert all probes of a container, and its ports.
-pub fn container_probes(container: &core::Container) -> Result<ContainerProbes, ConversionError> {
+/// Convert all probes of a container, and its ports, into the manager's
+/// [`ContainerProbes`](crate::manager::ContainerProbes) (named after the container).
+pub fn container_probes(
+    container: &core::Container,
+) -> Result<crate::manager::ContainerProbes, ConversionError> {
     let convert = |kind: ProbeKind, probe: Option<&core::Probe>| {
         probe.map(|p| probe_spec(kind, p)).transpose()
     };
-    Ok(ContainerProbes {
-        liveness: convert(ProbeKind::Liveness, container.liveness_probe.as_ref())?,
-        readiness: convert(ProbeKind::Readiness, container.readiness_probe.as_ref())?,
-        startup: convert(ProbeKind::Startup, container.startup_probe.as_ref())?,
-        ports: container_ports(container.ports.as_deref().unwrap_or_default())?,
-    })
+    let mut probes = crate::manager::ContainerProbes::new(container.name.clone()).ports(
+        container_ports(container.ports.as_deref().unwrap_or_default())?,
+    );
+    probes.liveness = convert(ProbeKind::Liveness, container.liveness_probe.as_ref())?;
+    probes.readiness = convert(ProbeKind::Readiness, container.readiness_probe.as_ref())?;
+    probes.startup = convert(ProbeKind::Startup, container.startup_probe.as_ref())?;
+    Ok(probes)
 }
 
 /// The [`ProbeTarget`] of a container: its runtime ID, its ports, and the pod's IP.

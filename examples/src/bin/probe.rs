@@ -28,7 +28,11 @@ use pod_probes::{
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "probe", version, about = "Run a Kubernetes probe with the kubelet's semantics")]
+#[command(
+    name = "probe",
+    version,
+    about = "Run a Kubernetes probe with the kubelet's semantics"
+)]
 struct Args {
     /// A core/v1 Probe: a file path, or the probe inline as JSON or YAML.
     #[arg(long)]
@@ -68,11 +72,18 @@ impl ExecRunner for CriExec {
         timeout: Duration,
     ) -> Result<ExecOutput, ExecError> {
         let seconds = i64::try_from(timeout.as_secs().max(1)).unwrap_or(i64::MAX);
-        match self.0.exec_sync(container_id, command.to_vec(), seconds).await {
+        match self
+            .0
+            .exec_sync(container_id, command.to_vec(), seconds)
+            .await
+        {
             Ok(r) => {
                 let mut output = r.stdout;
                 output.extend_from_slice(&r.stderr);
-                Ok(ExecOutput { exit_code: r.exit_code, output })
+                Ok(ExecOutput {
+                    exit_code: r.exit_code,
+                    output,
+                })
             }
             Err(e) if e.is_deadline_exceeded() => Err(ExecError::Timeout(timeout)),
             Err(e) => Err(ExecError::Runtime(e.to_string())),
@@ -90,20 +101,29 @@ fn parse_kind(kind: &str) -> anyhow::Result<ProbeKind> {
 }
 
 fn parse_port(spec: &str) -> anyhow::Result<ContainerPort> {
-    let (name, number) =
-        spec.split_once('=').ok_or_else(|| anyhow!("--port {spec:?}: expected NAME=NUMBER"))?;
-    let port: u16 = number.parse().with_context(|| format!("--port {spec:?}: bad port number"))?;
+    let (name, number) = spec
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--port {spec:?}: expected NAME=NUMBER"))?;
+    let port: u16 = number
+        .parse()
+        .with_context(|| format!("--port {spec:?}: bad port number"))?;
     if name.is_empty() || port == 0 {
         bail!("--port {spec:?}: expected NAME=NUMBER with a name and a port 1-65535");
     }
-    Ok(ContainerPort { name: Some(name.to_owned()), port })
+    Ok(ContainerPort {
+        name: Some(name.to_owned()),
+        port,
+    })
 }
 
 /// The probe from a file or inline text (JSON is YAML too).
 fn load_probe(arg: &str) -> anyhow::Result<k8s_openapi::api::core::v1::Probe> {
     let path = std::path::Path::new(arg);
     let (text, origin) = if path.is_file() {
-        (std::fs::read_to_string(path).with_context(|| format!("reading {arg}"))?, arg.to_owned())
+        (
+            std::fs::read_to_string(path).with_context(|| format!("reading {arg}"))?,
+            arg.to_owned(),
+        )
     } else {
         (arg.to_owned(), "the inline --probe".to_owned())
     };
@@ -119,12 +139,21 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let probe = load_probe(&args.probe)?;
     let spec: ProbeSpec = pod_probes::k8s::probe_spec(kind, &probe)?;
     spec.timing.validate(kind)?;
-    let ports = args.ports.iter().map(|p| parse_port(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let ports = args
+        .ports
+        .iter()
+        .map(|p| parse_port(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let (major, minor) = args
         .kubelet_version
         .split_once('.')
         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-        .ok_or_else(|| anyhow!("--kubelet-version {:?}: expected MAJOR.MINOR", args.kubelet_version))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "--kubelet-version {:?}: expected MAJOR.MINOR",
+                args.kubelet_version
+            )
+        })?;
     let mut prober = DefaultProber::new().kubelet_version(major, minor);
     if let Some(endpoint) = &args.runtime_endpoint {
         prober = prober.exec_runner(Arc::new(CriExec(CriClient::connect(endpoint)?)));
@@ -132,14 +161,21 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let prober: Arc<dyn Prober> = Arc::new(prober);
 
     if !args.watch {
-        let target =
-            ProbeTarget { pod_ip: args.pod_ip, container_id: args.container_id.clone(), ports };
+        let target = ProbeTarget {
+            pod_ip: args.pod_ip,
+            container_id: args.container_id.clone(),
+            ports,
+        };
         // Errors (the probe could not run) are retried up to 3 times, as the kubelet.
         let mut last_error = None;
         for _ in 0..3 {
             match prober.probe(kind, &spec, &target).await {
                 Ok(outcome) => {
-                    println!("{}: {}", outcome.result, outcome.output);
+                    println!(
+                        "{}: {}",
+                        outcome.result,
+                        outcome.output.trim_end_matches('\n')
+                    );
                     return Ok(outcome.result.is_passing());
                 }
                 Err(e) => last_error = Some(e),
@@ -162,17 +198,31 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if let Some(ip) = args.pod_ip {
         status = status.pod_ip(ip);
     }
-    let container_id = if args.container_id.is_empty() { "probe-cli".to_owned() } else { args.container_id };
+    let container_id = if args.container_id.is_empty() {
+        "probe-cli".to_owned()
+    } else {
+        args.container_id
+    };
     manager.set_pod_status(
         "probe-cli",
-        status.container(ContainerStatus::running("probe", container_id, SystemTime::now())),
+        status.container(ContainerStatus::running(
+            "probe",
+            container_id,
+            SystemTime::now(),
+        )),
     );
     println!("{} watching {} probe", timestamp(), kind.field_name());
     loop {
         tokio::select! {
             update = updates.recv() => {
                 let Some(u) = update else { return Ok(true) };
-                println!("{} {} {:?}: {}", timestamp(), u.kind.field_name(), u.result, u.output);
+                println!(
+                    "{} {} {:?}: {}",
+                    timestamp(),
+                    u.kind.field_name(),
+                    u.result,
+                    u.output.trim_end_matches('\n')
+                );
             }
             _ = tokio::signal::ctrl_c() => {
                 manager.shutdown().await;
