@@ -13,7 +13,7 @@
 //! (default 10000), `PROBE_BENCH_SECONDS` (measured window, default 30),
 //! `PROBE_BENCH_N` (sequential probes per type, default 5000).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -119,6 +119,7 @@ async fn scale(
     seconds: u64,
     inner: Option<Arc<dyn Prober>>,
     ports: &[u16],
+    measure_memory: bool,
 ) -> String {
     let lateness = Arc::new(Lateness::new(workers));
     let counting = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -172,28 +173,226 @@ async fn scale(
     manager.shutdown().await;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     format!(
-        "| {label} | {workers} | {:.1} | {attempts} | {:.1} | {:.2} % | {missed} ({:.3} %) | {:.0} | {:.0} |",
+        "| {label} | {workers} | {:.1} | {attempts} | {:.1} | {:.2} % | {missed} ({:.3} %) | {:.0} | {} |",
         wall.as_secs_f64(),
         attempts as f64 / wall.as_secs_f64(),
         100.0 * cpu.as_secs_f64() / (wall.as_secs_f64() * cores),
         100.0 * missed as f64 / attempts.max(1) as f64,
         worst.as_secs_f64() * 1e3,
-        rss as f64 / workers as f64,
+        if measure_memory {
+            format!("{:.0}", rss as f64 / workers as f64)
+        } else {
+            "-".to_owned()
+        },
     )
 }
 
+/// Server mode (`--serve`, run in a child process): an HTTP server answering 200, 16
+/// TCP listeners that accept and close, and a gRPC health server (SERVING). Prints
+/// `PORTS <http> <grpc> <tcp>...` and serves until its stdin closes.
+fn serve() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_port = http.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = http.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = [0u8; 2048];
+                    let _ = conn.read(&mut buf).await;
+                    let _ = conn
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                });
+            }
+        });
+        let mut tcp_ports = Vec::new();
+        for _ in 0..16 {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tcp_ports.push(l.local_addr().unwrap().port());
+            tokio::spawn(async move {
+                loop {
+                    if let Ok((conn, _)) = l.accept().await {
+                        drop(conn);
+                    }
+                }
+            });
+        }
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_port = grpc.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let _keep = reporter;
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
+            let _ = tonic::transport::Server::builder()
+                .serve_with_incoming(service, incoming)
+                .await;
+        });
+        let tcp: Vec<String> = tcp_ports.iter().map(u16::to_string).collect();
+        println!("PORTS {http_port} {grpc_port} {}", tcp.join(" "));
+        // Serve until the parent closes our stdin.
+        let mut sink = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::stdin(), &mut sink).await;
+    });
+}
+
+struct Servers {
+    child: std::process::Child,
+    http: u16,
+    grpc: u16,
+    tcp: Vec<u16>,
+}
+
+impl Servers {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--serve")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting the server process");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ports: Vec<u16> = line
+            .trim()
+            .strip_prefix("PORTS ")
+            .unwrap()
+            .split(' ')
+            .map(|p| p.parse().unwrap())
+            .collect();
+        Self {
+            child,
+            http: ports[0],
+            grpc: ports[1],
+            tcp: ports[2..].to_vec(),
+        }
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sequential probes of one kind on a current-thread runtime: probes/s and CPU per probe.
+fn throughput(label: &str, handler: ProbeHandler, n: usize) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let prober = pod_probes::DefaultProber::new();
+        let spec = ProbeSpec {
+            handler,
+            timing: ProbeTiming::default(),
+        };
+        let target = ProbeTarget {
+            pod_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            ..ProbeTarget::default()
+        };
+        for _ in 0..100 {
+            let o = prober
+                .probe(ProbeKind::Readiness, &spec, &target)
+                .await
+                .expect("probe runs");
+            assert!(o.result.is_passing(), "{label}: {}", o.output);
+        }
+        let cpu0 = cpu_time();
+        let t0 = Instant::now();
+        for _ in 0..n {
+            let o = prober
+                .probe(ProbeKind::Readiness, &spec, &target)
+                .await
+                .expect("probe runs");
+            assert!(o.result.is_passing(), "{label}: {}", o.output);
+        }
+        let wall = t0.elapsed();
+        let cpu = cpu_time() - cpu0;
+        format!(
+            "| {label} | {n} | {:.0} | {:.1} | {:.1} |",
+            n as f64 / wall.as_secs_f64(),
+            wall.as_secs_f64() * 1e6 / n as f64,
+            cpu.as_secs_f64() * 1e6 / n as f64,
+        )
+    })
+}
+
 fn main() {
+    if std::env::args().any(|a| a == "--serve") {
+        serve();
+        return;
+    }
     let workers = env_usize("PROBE_BENCH_WORKERS", 10_000);
     let seconds = env_usize("PROBE_BENCH_SECONDS", 30) as u64;
+    let n = env_usize("PROBE_BENCH_N", 5000);
+    let servers = Servers::start();
+
+    println!(
+        "### Single-core throughput (sequential probes, current-thread runtime; servers in another process)\n"
+    );
+    println!("| probe | probes | probes/s | wall µs per probe | CPU µs per probe |");
+    println!("|---|---|---|---|---|");
+    let http = ProbeHandler::HttpGet {
+        scheme: pod_probes::Scheme::Http,
+        host: None,
+        port: PortRef::Number(servers.http),
+        path: "/".into(),
+        headers: Vec::new(),
+    };
+    println!("{}", throughput("httpGet", http, n));
+    let tcp = ProbeHandler::TcpSocket {
+        host: None,
+        port: PortRef::Number(servers.tcp[0]),
+    };
+    println!("{}", throughput("tcpSocket", tcp, n));
+    let grpc = ProbeHandler::Grpc {
+        port: servers.grpc,
+        service: None,
+    };
+    println!("{}", throughput("grpc", grpc, n));
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let mut rows = Vec::new();
     rt.block_on(async {
-        rows.push(scale("in-memory prober", workers, seconds, None, &[]).await);
+        rows.push(scale("in-memory prober", workers, seconds, None, &[], true).await);
+        // Memory per worker is measured on the first run only (the process has grown by
+        // then), so later rows print it as "-".
+        let real: Arc<dyn Prober> = Arc::new(pod_probes::DefaultProber::new());
+        rows.push(
+            scale(
+                "tcpSocket (DefaultProber)",
+                workers,
+                seconds,
+                Some(real),
+                &servers.tcp,
+                false,
+            )
+            .await,
+        );
     });
-    println!("### {workers} probe workers at a 1 s period\n");
+    println!("\n### {workers} probe workers at a 1 s period\n");
     println!(
         "| prober | workers | window s | attempts | attempts/s | CPU share (all cores) | missed deadlines (>100 ms late) | worst lateness ms | RSS bytes per worker |"
     );
@@ -201,5 +400,4 @@ fn main() {
     for row in rows {
         println!("{row}");
     }
-    let _ = SocketAddr::from(([127, 0, 0, 1], 0));
 }

@@ -181,6 +181,10 @@ async fn connect_one(
         addr,
         reason: os_error_text(&e),
     })?;
+    // Go's dialer sets TCP_NODELAY on every TCP connection; without it the small
+    // HTTP/2 frames of a gRPC health check wait on delayed ACKs (about 18 ms a probe
+    // measured here instead of well under 1 ms).
+    stream.set_nodelay(true).map_err(socket_error)?;
     Ok(ProbeStream {
         inner: Some(stream),
     })
