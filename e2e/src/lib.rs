@@ -402,6 +402,12 @@ pub fn unique_name(tag: &str) -> String {
 pub mod guides {
     #[doc = include_str!("../../docs/cri-client.md")]
     pub struct CriClientGuide;
+
+    #[doc = include_str!("../../probes/README.md")]
+    pub struct ProbesReadme;
+
+    #[doc = include_str!("../../cri-client/README.md")]
+    pub struct CriClientReadme;
 }
 
 /// A client of the environment's containerd, with the busybox test image pulled;

@@ -1,10 +1,22 @@
 //! Kubernetes liveness, readiness and startup probes with the kubelet's semantics.
 //!
-//! **Status:** being built. What exists today: the probe model ([`ProbeSpec`],
-//! [`ProbeHandler`], [`ProbeTarget`]), the timing model with the API defaults and
-//! validation ([`ProbeTiming`]), probe results ([`ProbeOutcome`]), the seams
-//! ([`Prober`], [`ExecRunner`]), the HTTP, TCP, gRPC and exec mechanisms behind
-//! [`DefaultProber`], and conversions from the API types ([`k8s`]).
+//! For an edge agent, an operator's health checks or a test harness on its own, and for
+//! `node-core`'s pods:
+//!
+//! - [`DefaultProber`]: the four mechanisms as the kubelet runs them: `httpGet` (HTTP and
+//!   HTTPS without certificate checks, `kube-probe/<major>.<minor>` User-Agent, no
+//!   keep-alive or proxy, 200-399, same-host redirects followed as Go's client does,
+//!   10 KiB body cap), `tcpSocket`, `grpc` (`grpc.health.v1.Health/Check`, only `SERVING`
+//!   passes) and `exec` through an [`ExecRunner`] (node-core backs it with CRI
+//!   `ExecSync`); results and messages as the kubelet records them ([`ProbeOutcome`]).
+//! - [`ProbeManager`]: one worker per (pod, container, probe kind) with the kubelet's
+//!   worker semantics (initial delay from `startedAt`, period, thresholds, startup gating,
+//!   hold after a liveness failure until a new container, error retries, jitter after an
+//!   agent restart), results as a stream of transitions ([`ResultUpdates`]) and as a
+//!   current-state view.
+//! - The model: [`ProbeSpec`] (handler + [`ProbeTiming`] with the API defaults and
+//!   validation), [`ProbeTarget`], and conversions from `k8s-openapi` types ([`k8s`]).
+//! - The seams: [`Prober`] (put anything behind the workers) and [`ExecRunner`].
 //!
 //! # Example
 //!
