@@ -850,6 +850,114 @@ mod tests {
         assert_eq!(go_exit_text(ExitStatus::from_raw(9)), "signal: killed");
     }
 
+    /// A fake executor answering every call with a canned result, recording the env.
+    struct Canned {
+        answer: fn() -> Result<Vec<u8>>,
+        seen: std::sync::Mutex<Vec<(String, String)>>,
+    }
+
+    #[async_trait]
+    impl PluginExec for Canned {
+        fn find(&self, plugin: &str, _paths: &[PathBuf]) -> Result<PathBuf> {
+            Ok(PathBuf::from("/fake").join(plugin))
+        }
+        async fn exec(
+            &self,
+            _path: &Path,
+            env: &[(String, String)],
+            _stdin: &[u8],
+            _ctl: &ExecControl,
+        ) -> Result<Vec<u8>> {
+            *self.seen.lock().unwrap() = env.to_vec();
+            (self.answer)()
+        }
+    }
+
+    async fn version_with(answer: fn() -> Result<Vec<u8>>) -> Result<VersionInfo> {
+        let fake = Canned {
+            answer,
+            seen: Default::default(),
+        };
+        let r = version(&fake, "p", &[], &ExecControl::new()).await;
+        let seen = fake.seen.lock().unwrap().clone();
+        assert!(seen.contains(&("CNI_COMMAND".into(), "VERSION".into())));
+        r
+    }
+
+    fn plugin_err(msg: &str, details: &str) -> Error {
+        Error::Plugin {
+            network: None,
+            plugin: "p".into(),
+            path: "/fake/p".into(),
+            verb: "VERSION".into(),
+            code: ErrorCode::InvalidEnvironmentVariables,
+            msg: msg.into(),
+            details: details.into(),
+            stderr: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn version_decoding_through_a_fake() {
+        let v = version_with(|| {
+            Ok(br#"{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}"#.to_vec())
+        })
+        .await
+        .unwrap();
+        assert!(v.supports("1.0.0") && !v.supports("1.1.0"));
+
+        let v = version_with(|| Ok(br#"{"cniVersion":"0.2.0"}"#.to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(v.supported_versions, ["0.1.0", "0.2.0"]);
+
+        let e = version_with(|| Ok(br#"{"cniVersion":"0.3.0"}"#.to_vec()))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidOutput { .. }), "{e:?}");
+
+        let e = version_with(|| Ok(b"garbage".to_vec())).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidOutput { .. }), "{e:?}");
+
+        let v = version_with(|| Err(plugin_err("unknown CNI_COMMAND: VERSION", "")))
+            .await
+            .unwrap();
+        assert_eq!(v.supported_versions, ["0.1.0"]);
+
+        // libcni compares the whole error text, details included.
+        let e = version_with(|| Err(plugin_err("unknown CNI_COMMAND: VERSION", "x")))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Plugin { .. }));
+    }
+
+    #[tokio::test]
+    async fn exec_plugin_empty_and_whitespace_stdout_is_none() {
+        for answer in [(|| Ok(Vec::new())) as fn() -> Result<Vec<u8>>, || {
+            Ok(b" \n".to_vec())
+        }] {
+            let fake = Canned {
+                answer,
+                seen: Default::default(),
+            };
+            let args = RuntimeArgs {
+                command: "DEL".into(),
+                ..Default::default()
+            };
+            let r = exec_plugin(
+                &fake,
+                Path::new("/fake/p"),
+                &args,
+                b"{}",
+                &ExecControl::new(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(r, None);
+            assert_eq!(fake.seen.lock().unwrap().len(), 6);
+        }
+    }
+
     fn busy() -> io::Error {
         io::Error::from(io::ErrorKind::ExecutableFileBusy)
     }
