@@ -19,6 +19,12 @@
 
 use std::fmt;
 
+pub mod cache;
+mod error;
+pub mod exec;
+
+pub use error::{Error, Result};
+
 /// An error code from a CNI plugin's error result (`{"code": N, "msg": ..., "details": ...}`).
 ///
 /// Codes 0-99 are reserved by the specification; 100 and above are the plugins' own.
