@@ -362,8 +362,9 @@ impl PluginConfig {
     /// Starting from [`raw`](Self::raw), it sets `cniVersion` and `name`; `runtimeConfig`
     /// with each capability the plugin declares `true` and `capability_args` provides
     /// (omitted when none); `prevResult` and `args` when given. Set keys replace any of the
-    /// same name. Like libcni, `capabilities` is kept. Keys serialize in sorted order, as
-    /// Go's encoder writes a map.
+    /// same name. Like libcni, `capabilities` is kept. The output is deterministic: keys
+    /// serialize sorted, as Go's encoder writes a map (or, if serde_json's `preserve_order`
+    /// feature is on in the build, in the file's order followed by the added keys).
     pub fn request_config(&self, params: &StdinParams<'_>) -> Map<String, Value> {
         let mut conf = self.base_config(params.network_name, params.cni_version);
         if let Some(args) = params.capability_args {

@@ -335,8 +335,9 @@ impl VersionedResult {
         Self::from_value(value)
     }
 
-    /// Parses a plugin's stdout as libcni does: `null` is an empty result; a missing or
-    /// empty `cniVersion` is taken to be `config_version` (`fixupResultVersion`).
+    /// Parses a plugin's stdout as libcni does: `null` is an empty result; a `cniVersion`
+    /// that is missing, empty or not a string is taken to be `config_version`
+    /// (`fixupResultVersion`; an empty `config_version` then means 0.1.0).
     pub fn from_plugin_output(stdout: &[u8], config_version: &str) -> Result<Self, ResultError> {
         let mut value: Value = serde_json::from_slice(stdout).map_err(|e| ResultError::Json {
             version: config_version.to_owned(),
@@ -346,11 +347,8 @@ impl VersionedResult {
             value = Value::Object(serde_json::Map::new());
         }
         if let Value::Object(map) = &mut value {
-            let missing = match map.get("cniVersion") {
-                None | Some(Value::Null) => true,
-                Some(Value::String(s)) => s.is_empty(),
-                Some(_) => false,
-            };
+            // As libcni: only a non-empty string counts as a version.
+            let missing = !matches!(map.get("cniVersion"), Some(Value::String(s)) if !s.is_empty());
             if missing {
                 map.insert("cniVersion".into(), config_version.into());
             }
@@ -824,6 +822,10 @@ mod tests {
         );
         let r = VersionedResult::from_plugin_output(br#"{"cniVersion": ""}"#, "0.3.1").unwrap();
         assert_eq!(r.cni_version(), "0.3.1");
+        let r = VersionedResult::from_plugin_output(br#"{"cniVersion": 1}"#, "1.1.0").unwrap();
+        assert_eq!(r.cni_version(), "1.1.0");
+        let r = VersionedResult::from_plugin_output(b"{}", "").unwrap();
+        assert_eq!(r.cni_version(), "0.1.0");
         let r =
             VersionedResult::from_plugin_output(br#"{"cniVersion": "0.4.0"}"#, "1.0.0").unwrap();
         assert_eq!(r.cni_version(), "0.4.0");
