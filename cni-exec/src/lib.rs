@@ -17,6 +17,9 @@
 //! assert_eq!(ErrorCode::from(3).to_string(), "container unknown or does not exist (3)");
 //! ```
 
+pub mod config;
+pub mod result;
+
 use std::fmt;
 
 pub mod cache;
