@@ -18,6 +18,7 @@
 //! ```
 
 pub mod config;
+pub mod network;
 pub mod result;
 
 use std::fmt;
