@@ -1082,6 +1082,67 @@ mod tests {
         }
     }
 
+    #[test]
+    fn containerd_podnet_conflist() {
+        // The shape of containerd's 10-podnet.conflist described in the reference (§3.1).
+        let bytes = br#"{
+  "cniVersion": "1.0.0",
+  "name": "podnet",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true,
+     "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]],
+              "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}, "externalSetMarkChain": "KUBE-MARK-MASQ"}
+  ]
+}"#;
+        let l = NetworkConfigList::from_bytes(bytes).unwrap();
+        assert_eq!(l.bytes, bytes);
+        let caps = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80,
+            "protocol": "tcp", "hostIP": ""}], "io.kubernetes.cri.pod-annotations": {}});
+        let bridge = l.plugins[0].request_config(&StdinParams {
+            network_name: &l.name,
+            cni_version: &l.cni_version,
+            capability_args: caps.as_object(),
+            ..StdinParams::default()
+        });
+        assert!(!bridge.contains_key("runtimeConfig"));
+        assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.244.0.0/24");
+        let portmap = l.plugins[1].request_config(&StdinParams {
+            network_name: &l.name,
+            cni_version: &l.cni_version,
+            capability_args: caps.as_object(),
+            ..StdinParams::default()
+        });
+        assert_eq!(
+            portmap["runtimeConfig"],
+            json!({"portMappings": caps["portMappings"]})
+        );
+        assert_eq!(portmap["externalSetMarkChain"], "KUBE-MARK-MASQ");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = NetworkConfigList::from_bytes(&bytes);
+            let _ = NetworkConfigList::from_conf_bytes(&bytes);
+            let _ = PluginConfig::from_bytes(&bytes);
+        }
+
+        #[test]
+        fn version_rules_never_panic(a in "[0-9.]{0,8}", b in proptest::collection::vec("[0-9.]{0,8}", 0..4)) {
+            let _ = parse_version(&a);
+            if let Ok(v) = select_version(&a, Some(&b)) {
+                // The selection is one of the inputs.
+                proptest::prop_assert!(v == a || b.contains(&v));
+            }
+            let lists = [("x", &b[..]), ("y", &b[..])];
+            if let Ok(v) = negotiate_version(&a, lists) {
+                proptest::prop_assert!(v == a || b.contains(&v));
+            }
+        }
+    }
+
     struct TempDir(PathBuf);
 
     impl TempDir {
