@@ -508,7 +508,7 @@ impl NetworkConfigList {
             source,
         })?;
         let origin = path.display().to_string();
-        if path.extension().is_some_and(|e| e == "conflist") {
+        if has_extension(path, &["conflist"]) {
             let mut list = Self::parse_list(&origin, &bytes)?;
             if !list.load_only_inlined_plugins {
                 let dir = path.parent().unwrap_or(Path::new("")).join(&list.name);
@@ -691,6 +691,20 @@ fn read_bool(origin: &str, top: &Map<String, Value>, key: &str) -> Result<bool, 
     }
 }
 
+/// Whether the file name's extension (after its last `.`, as Go's `filepath.Ext`, so
+/// `.conf` itself counts) is one of `extensions`.
+fn has_extension(path: &Path, extensions: &[&str]) -> bool {
+    let Some(name) = path.file_name() else {
+        return false;
+    };
+    let name = name.as_encoded_bytes();
+    let Some(dot) = name.iter().rposition(|b| *b == b'.') else {
+        return false;
+    };
+    let ext = &name[dot + 1..];
+    extensions.iter().any(|e| e.as_bytes() == ext)
+}
+
 /// The files of `dir` (not subdirectories) whose extension is one of `extensions`, sorted
 /// lexically by name (libcni `ConfFiles` + `sort.Strings`). A missing directory has none.
 pub fn conf_files(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>, ConfigError> {
@@ -710,10 +724,7 @@ pub fn conf_files(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>, Confi
             continue;
         }
         let name = entry.file_name();
-        let matches = Path::new(&name)
-            .extension()
-            .is_some_and(|ext| extensions.iter().any(|e| ext == *e));
-        if matches {
+        if has_extension(Path::new(&name), extensions) {
             names.push(name);
         }
     }
@@ -1070,6 +1081,17 @@ mod tests {
         let status = p.status_config("podnet", "1.1.0");
         assert_eq!(status.len(), 4);
         assert_eq!(status["name"], "podnet");
+    }
+
+    #[test]
+    fn extensions_as_go() {
+        assert!(has_extension(Path::new("/d/10-a.conflist"), &["conflist"]));
+        assert!(has_extension(Path::new(".conf"), &["conf"]));
+        assert!(has_extension(Path::new("a.b.json"), &["conf", "json"]));
+        assert!(!has_extension(Path::new("a.conflist"), &["conf"]));
+        assert!(!has_extension(Path::new("a.conf.bak"), &["conf"]));
+        assert!(!has_extension(Path::new("conf"), &["conf"]));
+        assert!(!has_extension(Path::new("a.CONF"), &["conf"]));
     }
 
     #[test]
