@@ -44,7 +44,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+/// Re-exported: the JSON types of plugin configurations, so users match the version.
+pub use serde_json::{Map, Value};
 
 /// The highest CNI specification version this crate implements (libcni `version.Current()`).
 pub const CURRENT_VERSION: &str = "1.1.0";
