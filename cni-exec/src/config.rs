@@ -44,7 +44,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use serde_json::{Map, Value};
+/// Re-exported: the JSON types of plugin configurations, so users match the version.
+pub use serde_json::{Map, Value};
 
 /// The highest CNI specification version this crate implements (libcni `version.Current()`).
 pub const CURRENT_VERSION: &str = "1.1.0";
@@ -508,7 +509,7 @@ impl NetworkConfigList {
             source,
         })?;
         let origin = path.display().to_string();
-        if path.extension().is_some_and(|e| e == "conflist") {
+        if has_extension(path, &["conflist"]) {
             let mut list = Self::parse_list(&origin, &bytes)?;
             if !list.load_only_inlined_plugins {
                 let dir = path.parent().unwrap_or(Path::new("")).join(&list.name);
@@ -691,6 +692,20 @@ fn read_bool(origin: &str, top: &Map<String, Value>, key: &str) -> Result<bool, 
     }
 }
 
+/// Whether the file name's extension (after its last `.`, as Go's `filepath.Ext`, so
+/// `.conf` itself counts) is one of `extensions`.
+fn has_extension(path: &Path, extensions: &[&str]) -> bool {
+    let Some(name) = path.file_name() else {
+        return false;
+    };
+    let name = name.as_encoded_bytes();
+    let Some(dot) = name.iter().rposition(|b| *b == b'.') else {
+        return false;
+    };
+    let ext = &name[dot + 1..];
+    extensions.iter().any(|e| e.as_bytes() == ext)
+}
+
 /// The files of `dir` (not subdirectories) whose extension is one of `extensions`, sorted
 /// lexically by name (libcni `ConfFiles` + `sort.Strings`). A missing directory has none.
 pub fn conf_files(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>, ConfigError> {
@@ -710,10 +725,7 @@ pub fn conf_files(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>, Confi
             continue;
         }
         let name = entry.file_name();
-        let matches = Path::new(&name)
-            .extension()
-            .is_some_and(|ext| extensions.iter().any(|e| ext == *e));
-        if matches {
+        if has_extension(Path::new(&name), extensions) {
             names.push(name);
         }
     }
@@ -1073,12 +1085,84 @@ mod tests {
     }
 
     #[test]
+    fn extensions_as_go() {
+        assert!(has_extension(Path::new("/d/10-a.conflist"), &["conflist"]));
+        assert!(has_extension(Path::new(".conf"), &["conf"]));
+        assert!(has_extension(Path::new("a.b.json"), &["conf", "json"]));
+        assert!(!has_extension(Path::new("a.conflist"), &["conf"]));
+        assert!(!has_extension(Path::new("a.conf.bak"), &["conf"]));
+        assert!(!has_extension(Path::new("conf"), &["conf"]));
+        assert!(!has_extension(Path::new("a.CONF"), &["conf"]));
+    }
+
+    #[test]
     fn network_names() {
         for ok in ["a", "podnet", "cni-loopback", "k8s-pod-network", "0.a_b-c"] {
             assert!(is_valid_network_name(ok), "{ok}");
         }
         for bad in ["", "-a", "_a", ".a", "a b", "a/b", "é"] {
             assert!(!is_valid_network_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn containerd_podnet_conflist() {
+        // The shape of containerd's 10-podnet.conflist described in the reference (§3.1).
+        let bytes = br#"{
+  "cniVersion": "1.0.0",
+  "name": "podnet",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true,
+     "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]],
+              "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}, "externalSetMarkChain": "KUBE-MARK-MASQ"}
+  ]
+}"#;
+        let l = NetworkConfigList::from_bytes(bytes).unwrap();
+        assert_eq!(l.bytes, bytes);
+        let caps = json!({"portMappings": [{"hostPort": 8080, "containerPort": 80,
+            "protocol": "tcp", "hostIP": ""}], "io.kubernetes.cri.pod-annotations": {}});
+        let bridge = l.plugins[0].request_config(&StdinParams {
+            network_name: &l.name,
+            cni_version: &l.cni_version,
+            capability_args: caps.as_object(),
+            ..StdinParams::default()
+        });
+        assert!(!bridge.contains_key("runtimeConfig"));
+        assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.244.0.0/24");
+        let portmap = l.plugins[1].request_config(&StdinParams {
+            network_name: &l.name,
+            cni_version: &l.cni_version,
+            capability_args: caps.as_object(),
+            ..StdinParams::default()
+        });
+        assert_eq!(
+            portmap["runtimeConfig"],
+            json!({"portMappings": caps["portMappings"]})
+        );
+        assert_eq!(portmap["externalSetMarkChain"], "KUBE-MARK-MASQ");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = NetworkConfigList::from_bytes(&bytes);
+            let _ = NetworkConfigList::from_conf_bytes(&bytes);
+            let _ = PluginConfig::from_bytes(&bytes);
+        }
+
+        #[test]
+        fn version_rules_never_panic(a in "[0-9.]{0,8}", b in proptest::collection::vec("[0-9.]{0,8}", 0..4)) {
+            let _ = parse_version(&a);
+            if let Ok(v) = select_version(&a, Some(&b)) {
+                // The selection is one of the inputs.
+                proptest::prop_assert!(v == a || b.contains(&v));
+            }
+            let lists = [("x", &b[..]), ("y", &b[..])];
+            if let Ok(v) = negotiate_version(&a, lists) {
+                proptest::prop_assert!(v == a || b.contains(&v));
+            }
         }
     }
 

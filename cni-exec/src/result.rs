@@ -25,7 +25,8 @@
 
 use std::net::IpAddr;
 
-use ipnetwork::IpNetwork;
+/// Re-exported: the address type of results, so users match the version.
+pub use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
