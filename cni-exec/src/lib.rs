@@ -1,9 +1,16 @@
 //! CNI plugin invocation as the CNI 1.1 specification and libcni define it.
 //!
-//! **Status:** this crate is at its start. What exists today is the spec's error code
-//! table ([`ErrorCode`]), the first piece of the error model. Network configuration
-//! loading, plugin execution (ADD, CHECK, DEL, STATUS, GC, VERSION), results, version
-//! negotiation and the libcni-compatible cache are being built; see the README.
+//! - [`network::CniConfig`]: ADD (the chain with `prevResult`), CHECK, DEL (in reverse,
+//!   with the cached result), GC, STATUS, VERSION and validation of a conflist, with the
+//!   list's version negotiated down to what the plugins support (libcni fails there).
+//! - [`config`]: conflists and `.conf` files loaded as libcni and go-cni do, validation,
+//!   version selection, and each plugin's stdin (`runtimeConfig`, `prevResult`, GC keys).
+//! - [`result`]: the result model of every spec version, with libcni's conversions.
+//! - [`exec`]: plugin execution: `CNI_PATH` lookup, the six `CNI_*` variables, timeouts
+//!   and cancellation that kill the plugin, "text file busy" retries, output caps.
+//! - [`cache`]: libcni's on-disk result cache (`/var/lib/cni/results/...`), shared with
+//!   containerd and CRI-O.
+//! - [`Error`] with the spec's [`ErrorCode`]s and the plugin, verb and network.
 //!
 //! # Example
 //!

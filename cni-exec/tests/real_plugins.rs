@@ -1,7 +1,7 @@
 //! `CniConfig` against Debian's real CNI plugins (containernetworking-plugins 1.1.1 in
-//! /usr/lib/cni) in a real network namespace, as root: the bridge + host-local + portmap
-//! + firewall chain, with the list declaring 1.1.0 (which those plugins reject) so the
-//! version negotiation is exercised.
+//! /usr/lib/cni) in a real network namespace, as root: the chain of bridge, host-local,
+//! portmap and firewall, with the list declaring 1.1.0 (which those plugins reject) so
+//! the version negotiation is exercised.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
