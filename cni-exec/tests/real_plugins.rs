@@ -208,3 +208,178 @@ async fn bridge_portmap_firewall_chain_add_check_del() {
     );
     drop(cleanup);
 }
+
+fn bridge_list(
+    name: &str,
+    bridge: &str,
+    subnet: &str,
+    data_dir: &std::path::Path,
+) -> NetworkConfigList {
+    let conflist = json!({
+        "cniVersion": "1.0.0",
+        "name": name,
+        "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": true,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]],
+                      "dataDir": data_dir.to_str().unwrap()}}
+        ]
+    });
+    NetworkConfigList::from_bytes(conflist.to_string().as_bytes()).unwrap()
+}
+
+fn rt(container_id: &str, netns: Option<String>) -> RuntimeConf {
+    RuntimeConf {
+        container_id: container_id.to_owned(),
+        netns,
+        ifname: "eth0".into(),
+        args: vec![("IgnoreUnknown".into(), "1".into())],
+        capability_args: serde_json::Map::new(),
+    }
+}
+
+/// GC DELs the cached attachments of the network that are not in the valid list and
+/// keeps the valid ones; STATUS is a no-op below 1.1.0; loopback works alone.
+#[tokio::test]
+async fn gc_removes_only_stale_attachments() {
+    node_sdk_e2e::require_root();
+    let tag = unique_name("cnigc");
+    let dir = std::env::temp_dir().join(&tag);
+    let n = std::process::id() % 200 + 20;
+    let bridge = format!("cng{}", std::process::id() % 100_000);
+    let cleanup = Cleanup {
+        bridge: bridge.clone(),
+        server: None,
+        dir: dir.clone(),
+    };
+    let list = bridge_list(
+        &format!("gc-{n}"),
+        &bridge,
+        &format!("10.254.{n}.0/24"),
+        &dir.join("ipam"),
+    );
+    let cni = CniConfig::new(vec![PathBuf::from("/usr/lib/cni")], dir.join("cache"));
+    let (keep_ns, stale_ns) = (Netns::new("gck"), Netns::new("gcs"));
+    let keep = rt(
+        &format!("keep{n}x{}", std::process::id()),
+        Some(keep_ns.path()),
+    );
+    let stale = rt(
+        &format!("stale{n}x{}", std::process::id()),
+        Some(stale_ns.path()),
+    );
+    cni.add(&list, &keep).await.expect("ADD keep");
+    cni.add(&list, &stale).await.expect("ADD stale");
+    assert_eq!(cni.cache().cached_attachments("").unwrap().len(), 2);
+
+    let valid = [cni_exec::config::GcAttachment {
+        container_id: keep.container_id.clone(),
+        ifname: "eth0".into(),
+    }];
+    cni.gc(&list, &valid).await.expect("GC");
+    let left: Vec<String> = cni
+        .cache()
+        .cached_attachments("")
+        .unwrap()
+        .into_iter()
+        .map(|a| a.container_id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![keep.container_id.clone()],
+        "only the valid attachment is left"
+    );
+    let stale_links = String::from_utf8(stale_ns.exec(&["ip", "-o", "link"], None).stdout).unwrap();
+    assert!(
+        !stale_links.contains("eth0"),
+        "the stale attachment was DELeted: {stale_links}"
+    );
+    let keep_links = String::from_utf8(keep_ns.exec(&["ip", "-o", "link"], None).stdout).unwrap();
+    assert!(
+        keep_links.contains("eth0"),
+        "the valid attachment is untouched: {keep_links}"
+    );
+
+    // Version 1.0.0 has no STATUS: it answers ready without calling the plugins.
+    cni.status(&list)
+        .await
+        .expect("STATUS below 1.1.0 is ready");
+    cni.del(&list, &keep).await.expect("DEL keep");
+
+    // loopback alone.
+    let lo = NetworkConfigList::from_bytes(
+        br#"{"cniVersion":"0.3.1","name":"lo-test","plugins":[{"type":"loopback"}]}"#,
+    )
+    .unwrap();
+    let lo_rt = RuntimeConf {
+        ifname: "lo".into(),
+        ..rt(
+            &format!("lo{n}x{}", std::process::id()),
+            Some(keep_ns.path()),
+        )
+    };
+    let r = cni.add(&lo, &lo_rt).await.expect("ADD loopback");
+    assert_eq!(r.cni_version(), "0.3.1");
+    cni.del(&lo, &lo_rt).await.expect("DEL loopback");
+    drop(cleanup);
+}
+
+/// 16 attachments ADDed at once on one bridge get 16 distinct addresses, and are all
+/// DELeted cleanly (no shared-state races in the runtime side).
+#[tokio::test]
+async fn concurrent_adds_get_distinct_addresses() {
+    node_sdk_e2e::require_root();
+    let tag = unique_name("cnic");
+    let dir = std::env::temp_dir().join(&tag);
+    let n = std::process::id() % 200 + 20;
+    let bridge = format!("cnc{}", std::process::id() % 100_000);
+    let cleanup = Cleanup {
+        bridge: bridge.clone(),
+        server: None,
+        dir: dir.clone(),
+    };
+    let list = std::sync::Arc::new(bridge_list(
+        &format!("cc-{n}"),
+        &bridge,
+        &format!("10.249.{n}.0/24"),
+        &dir.join("ipam"),
+    ));
+    let cni = CniConfig::new(vec![PathBuf::from("/usr/lib/cni")], dir.join("cache"));
+    let namespaces: Vec<Netns> = (0..16).map(|_| Netns::new("cc")).collect();
+    let mut tasks = Vec::new();
+    for (i, ns) in namespaces.iter().enumerate() {
+        let (cni, list, rt) = (
+            cni.clone(),
+            list.clone(),
+            rt(&format!("c{i}x{n}x{}", std::process::id()), Some(ns.path())),
+        );
+        tasks.push(tokio::spawn(async move {
+            cni.add(&list, &rt).await.map(|r| (rt, r))
+        }));
+    }
+    let mut ips = std::collections::BTreeSet::new();
+    let mut added = Vec::new();
+    for t in tasks {
+        let (rt, r) = t.await.unwrap().expect("concurrent ADD");
+        ips.insert(
+            r.to_value()["ips"][0]["address"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        added.push(rt);
+    }
+    assert_eq!(ips.len(), 16, "distinct addresses: {ips:?}");
+    let dels: Vec<_> = added
+        .into_iter()
+        .map(|rt| {
+            let (cni, list) = (cni.clone(), list.clone());
+            tokio::spawn(async move { cni.del(&list, &rt).await })
+        })
+        .collect();
+    for d in dels {
+        d.await.unwrap().expect("concurrent DEL");
+    }
+    assert!(cni.cache().cached_attachments("").unwrap().is_empty());
+    drop(namespaces);
+    drop(cleanup);
+}
