@@ -206,18 +206,37 @@ pub fn ifname(flag: Option<&str>, env: Option<&str>) -> String {
 
 /// Formats a result as upstream's `result.Print()`: Go's `json.MarshalIndent` with four
 /// spaces, fields in the spec's order, no trailing newline. Go never omits the (struct)
-/// `dns` field of 0.3.x-1.x results, so an empty one is printed as `{}`.
+/// `dns` field of a result, so an empty one is printed as `{}`; and Go escapes `<`, `>`,
+/// `&`, U+2028 and U+2029 in strings.
 pub fn format_result(result: &cni_exec::result::VersionedResult) -> String {
     use cni_exec::result::VersionedResult as R;
     let (text, dns_empty) = match result {
         R::V100(r) => (pretty(r), r.dns.is_empty()),
         R::V040(r) => (pretty(r), r.dns.is_empty()),
-        R::V020(r) => (pretty(r), false),
+        R::V020(r) => (pretty(r), r.dns.is_empty()),
     };
+    let text = go_escape(&text);
     if dns_empty && let Some(body) = text.strip_suffix("\n}") {
         return format!("{body},\n    \"dns\": {{}}\n}}");
     }
     text
+}
+
+/// Go's `encoding/json` HTML-safe escaping. Outside strings JSON holds none of these
+/// characters, so replacing them everywhere only touches strings.
+fn go_escape(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn pretty<T: serde::Serialize>(value: &T) -> String {
@@ -377,5 +396,34 @@ mod tests {
             .map(|k| text.find(&format!("\"{k}\"")).unwrap())
             .collect();
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+
+    #[test]
+    fn result_strings_escaped_as_go_does() {
+        let r = cni_exec::result::VersionedResult::from_slice(
+            br#"{"cniVersion":"1.0.0","dns":{"domain":"a<b>&c"}}"#,
+        )
+        .unwrap();
+        let text = format_result(&r);
+        assert!(
+            text.contains(r#""domain": "a\u003cb\u003e\u0026c""#),
+            "{text}"
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["dns"]["domain"], "a<b>&c");
+    }
+
+    #[test]
+    fn result_020_keeps_dns() {
+        let r = cni_exec::result::VersionedResult::from_slice(
+            br#"{"cniVersion":"0.2.0","ip4":{"ip":"10.1.2.3/24"}}"#,
+        )
+        .unwrap();
+        let text = format_result(&r);
+        assert!(
+            text.starts_with("{\n    \"cniVersion\": \"0.2.0\",\n    \"ip4\": {"),
+            "{text}"
+        );
+        assert!(text.ends_with("\n    },\n    \"dns\": {}\n}"), "{text}");
     }
 }
