@@ -116,6 +116,15 @@ impl Drop for Fixture {
             let cap = (!cap.is_empty()).then_some(cap.as_str());
             let _ = self.cnitool(&["del", &net, &self.ns.path()], cap);
         }
+        // Cache entries of this netns's container ID a failed test may have left.
+        let id = format!("-{}-", container_id(&self.ns.path()));
+        if let Ok(rd) = std::fs::read_dir("/var/lib/cni/results") {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().contains(&id) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         let _ = Command::new("ip")
             .args(["link", "delete", &self.bridge])
             .output();
@@ -327,4 +336,50 @@ fn bad_arguments_and_environment() {
         "{err}"
     );
     assert_eq!(f.eth0_addrs(), "", "nothing was added");
+}
+
+#[test]
+fn ifname_from_env_and_flag() {
+    let f = Fixture::new("ifname");
+    let net = format!("cnitool-if-{}", f.octet);
+    f.write_list(&net, false);
+    let ns_path = f.ns.path();
+    let tool = |args: &[&str], ifname: &str| {
+        Command::new(CNITOOL)
+            .args(args)
+            .env("NETCONFPATH", f.dir.join("net.d"))
+            .env("CNI_PATH", "/usr/lib/cni")
+            .env("CNI_ARGS", "IgnoreUnknown=1")
+            .env("CNI_IFNAME", ifname)
+            .output()
+            .unwrap()
+    };
+    let links = || String::from_utf8(f.ns.exec(&["ip", "-o", "link"], None).stdout).unwrap();
+    let id = container_id(&ns_path);
+    let cache =
+        |ifname: &str| Path::new("/var/lib/cni/results").join(format!("{net}-{id}-{ifname}"));
+
+    // CNI_IFNAME names the interface (and the cache entry).
+    assert_ok(&tool(&["add", &net, &ns_path], "net1"), "add net1");
+    assert!(links().contains(" net1@"), "{}", links());
+    assert!(cache("net1").exists());
+    // -i/--ifname wins over CNI_IFNAME, as in newer upstream.
+    assert_ok(
+        &tool(&["add", "-i", "net2", &net, &ns_path], "net1"),
+        "add -i net2",
+    );
+    assert!(links().contains(" net2@"), "{}", links());
+    assert!(cache("net2").exists());
+
+    assert_ok(
+        &tool(&["del", "--ifname=net2", &net, &ns_path], "x"),
+        "del net2",
+    );
+    assert_ok(&tool(&["del", &net, &ns_path], "net1"), "del net1");
+    let after = links();
+    assert!(
+        !after.contains("net1") && !after.contains("net2"),
+        "{after}"
+    );
+    assert!(!cache("net1").exists() && !cache("net2").exists());
 }
