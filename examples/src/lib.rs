@@ -1,3 +1,4 @@
 //! Shared helpers for the example binaries.
 
+pub mod cnitool;
 pub mod crictl;
