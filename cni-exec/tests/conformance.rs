@@ -20,7 +20,7 @@ struct Env {
 }
 
 impl Env {
-    /// `k` tells the tests of this process apart (0..5).
+    /// `k` tells the tests of this process apart (0..=5).
     fn new(k: u32) -> Self {
         node_sdk_e2e::require_root();
         let pid = std::process::id();
@@ -101,6 +101,14 @@ async fn bridge_host_local_passes_everything() {
     );
     let text = report.to_string();
     assert!(text.contains("PASS del.ipam_released: "), "{text}");
+    // ipMasq added rules naming the container, and DEL removed them.
+    let rules = &report.get(check::DEL_IPTABLES_CLEAN).unwrap().evidence;
+    assert!(!rules.ends_with("(0 did after ADD)"), "{rules}");
+    // The namespaces the check created are gone.
+    let add: Value = serde_json::from_str(&report.get(check::ADD).unwrap().evidence).unwrap();
+    let sandbox = add["interfaces"][2]["sandbox"].as_str().unwrap();
+    assert!(sandbox.starts_with("/run/netns/cniconf-"), "{sandbox}");
+    assert!(!std::path::Path::new(sandbox).exists(), "{sandbox} deleted");
     assert!(text.contains("SKIP status: "), "{text}");
 }
 
@@ -214,4 +222,76 @@ async fn given_netns_path_and_disable_check() {
     );
     let links = String::from_utf8(ns.exec(&["ip", "-o", "link"], None).stdout).unwrap();
     assert!(!links.contains("eth0") && !links.contains("cgc"), "{links}");
+}
+
+/// A plugin that lies: its ADD reports an interface it never creates and "allocates" a
+/// host-local file it never frees; CHECK and DEL fail. Every check that can see it fails.
+#[tokio::test]
+async fn misbehaving_plugin_fails_with_evidence() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let env = Env::new(5);
+    let net = env.net_name("liar");
+    let bin = env.dir.path().join("bin");
+    let alloc = env.dir.path().join("ipam").join(&net);
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&alloc).unwrap();
+    let ip = format!("{}9", env.subnet.trim_end_matches("0/24"));
+    let script = format!(
+        r#"#!/bin/sh
+cat >/dev/null
+case "$CNI_COMMAND" in
+VERSION) echo '{{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}}' ;;
+ADD) touch '{alloc}/{ip}'
+     echo '{{"cniVersion":"1.0.0","interfaces":[{{"name":"'"$CNI_IFNAME"'","mac":"02:00:00:00:00:01","sandbox":"'"$CNI_NETNS"'"}}],"ips":[{{"address":"{ip}/24","interface":0}}]}}' ;;
+*) echo '{{"cniVersion":"1.0.0","code":999,"msg":"liar refuses '"$CNI_COMMAND"'"}}'; exit 1 ;;
+esac
+"#,
+        alloc = alloc.display()
+    );
+    let plugin = bin.join("liar");
+    std::fs::write(&plugin, script).unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": net,
+        "plugins": [{"type": "liar", "ipam": {"type": "host-local",
+                     "dataDir": env.dir.path().join("ipam").to_str().unwrap()}}]
+    });
+    let cni = CniConfig::new(vec![bin], env.dir.path().join("cache"));
+    let report = ConformanceCheck::new(cni, list(&conf)).run().await;
+    eprintln!("{report}");
+    let got: Vec<(&str, Outcome)> = report
+        .checks
+        .iter()
+        .map(|c| (c.name, c.outcome()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (check::ADD, Outcome::Pass),
+            (check::ADD_INTERFACES, Outcome::Fail),
+            (check::CHECK, Outcome::Fail),
+            (check::DEL, Outcome::Fail),
+            (check::DEL_AGAIN, Outcome::Fail),
+            (check::DEL_WITHOUT_NETNS, Outcome::Fail),
+            (check::DEL_INTERFACES_GONE, Outcome::Pass),
+            (check::DEL_IPAM_RELEASED, Outcome::Fail),
+            (check::DEL_IPTABLES_CLEAN, Outcome::Pass),
+            (check::DEL_CACHE_GONE, Outcome::Fail),
+            (check::GC_REMOVES_STALE, Outcome::Fail),
+            (check::GC_KEEPS_VALID, Outcome::Fail),
+            (check::STATUS, Outcome::Skip),
+        ],
+        "{report}"
+    );
+    let evidence = |name| report.get(name).unwrap().evidence.clone();
+    assert!(evidence(check::ADD_INTERFACES).contains("interface \"eth0\" not in"));
+    assert!(evidence(check::CHECK).contains("liar refuses CHECK"));
+    assert!(evidence(check::DEL_AGAIN).contains("liar refuses DEL"));
+    assert!(evidence(check::DEL_IPAM_RELEASED).contains(&ip));
+    assert!(evidence(check::DEL_CACHE_GONE).starts_with("cache entry left: "));
+    assert!(evidence(check::GC_REMOVES_STALE).contains("GC failed: "));
+    // The GC containers could not be DELeted either: reported, not hidden.
+    assert_eq!(report.cleanup_errors.len(), 2, "{report}");
+    assert_eq!(report.failed_count(), 9);
 }
