@@ -10,6 +10,9 @@
 //!   and cancellation that kill the plugin, "text file busy" retries, output caps.
 //! - [`cache`]: libcni's on-disk result cache (`/var/lib/cni/results/...`), shared with
 //!   containerd and CRI-O.
+//! - [`conformance`]: checks a conflist's plugins against the spec on a real netns (ADD
+//!   result and interfaces, CHECK, idempotent DEL and its leftovers, GC, STATUS) and
+//!   reports each check as PASS/FAIL/SKIP with its evidence.
 //! - [`Error`] with the spec's [`ErrorCode`]s and the plugin, verb and network.
 //!
 //! # Example
@@ -25,6 +28,7 @@
 //! ```
 
 pub mod config;
+pub mod conformance;
 pub mod network;
 pub mod result;
 
