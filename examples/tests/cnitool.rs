@@ -383,3 +383,36 @@ fn ifname_from_env_and_flag() {
     );
     assert!(!cache("net1").exists() && !cache("net2").exists());
 }
+
+/// Our addition: `cnitool conformance <net>` runs the spec checks on the real plugins and
+/// prints the report; the Debian portmap CHECK bug makes it exit 1, naming the check.
+#[test]
+fn conformance_subcommand_reports_each_check() {
+    let fx = Fixture::new("conf");
+    let clean = format!("conf-{}", fx.octet);
+    fx.write_list(&clean, false);
+    let out = fx.cnitool(&["conformance", &clean], None);
+    assert_ok(&out, "conformance on bridge + host-local");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(report.contains("PASS add"), "{report}");
+    assert!(report.contains("PASS del.again"), "{report}");
+    assert!(report.contains("PASS gc.removes_stale"), "{report}");
+
+    let with_portmap = format!("confpm-{}", fx.octet);
+    fx.write_list(&with_portmap, true);
+    let out = fx.cnitool(
+        &["conformance", &with_portmap],
+        Some(r#"{"portMappings":[{"hostPort":18099,"containerPort":80,"protocol":"tcp"}]}"#),
+    );
+    assert_eq!(out.status.code(), Some(1), "a failed check exits 1");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        report.contains("FAIL check") && report.contains("could not check ipv6 dnat"),
+        "{report}"
+    );
+    assert!(
+        stderr(&out).contains("1 conformance check(s) failed"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -78,6 +78,45 @@ fn env(key: &str) -> String {
     std::env::var(key).unwrap_or_default()
 }
 
+/// `cnitool conformance <net> [<netns>]`: runs the spec conformance checks and prints
+/// the report; exits 1 when a check failed.
+fn conformance(
+    inv: Invocation,
+    list: cni_exec::config::NetworkConfigList,
+    capability_args: serde_json::Map<String, serde_json::Value>,
+    args: Vec<(String, String)>,
+    ifname: String,
+) -> Result<(), String> {
+    use cni_exec::conformance::{ConformanceCheck, NetnsSource};
+    let cni = CniConfig::new(
+        cnitool::split_path_list(&env("CNI_PATH")),
+        DEFAULT_CACHE_DIR,
+    );
+    let mut check = ConformanceCheck::new(cni, list)
+        .ifname(ifname)
+        .capability_args(capability_args);
+    if !args.is_empty() {
+        check = check.args(args);
+    }
+    if !inv.netns.is_empty() {
+        check = check.netns(NetnsSource::Path(inv.netns.into()));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let report = runtime.block_on(check.run());
+    print!("{report}");
+    if report.passed() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} conformance check(s) failed",
+            report.failed_count()
+        ))
+    }
+}
+
 fn run(inv: Invocation) -> Result<(), String> {
     // Upstream's order: the network first, then CAP_ARGS, CNI_ARGS, the ifname and netns.
     let net_dir = match env("NETCONFPATH") {
@@ -91,6 +130,9 @@ fn run(inv: Invocation) -> Result<(), String> {
         inv.ifname.as_deref(),
         std::env::var("CNI_IFNAME").ok().as_deref(),
     );
+    if inv.verb == Verb::Conformance {
+        return conformance(inv, list, capability_args, args, ifname);
+    }
     let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
     let netns = cnitool::absolute(&inv.netns, &cwd)
         .to_string_lossy()
@@ -125,6 +167,7 @@ fn run(inv: Invocation) -> Result<(), String> {
             Verb::Del => cni.del(&list, &rt).await.map_err(|e| chain(&e)),
             Verb::Gc => cni.gc(&list, &[]).await.map_err(|e| chain(&e)),
             Verb::Status => cni.status(&list).await.map_err(|e| chain(&e)),
+            Verb::Conformance => unreachable!("handled before"),
         }
     })
 }

@@ -26,6 +26,9 @@ pub enum Verb {
     Gc,
     /// STATUS of the network's plugins.
     Status,
+    /// Our addition: run `cni_exec::conformance` checks on the network (the netns is
+    /// optional; by default the checks make their own).
+    Conformance,
 }
 
 impl Verb {
@@ -36,6 +39,7 @@ impl Verb {
             "del" => Verb::Del,
             "gc" => Verb::Gc,
             "status" => Verb::Status,
+            "conformance" => Verb::Conformance,
             _ => return None,
         })
     }
@@ -93,7 +97,8 @@ where
             }
         }
     }
-    if positional.len() < 3 {
+    let conformance = positional.first().is_some_and(|v| v == "conformance");
+    if positional.len() < 3 && !(conformance && positional.len() == 2) {
         return Cli::Usage;
     }
     let Some(verb) = Verb::parse(&positional[0]) else {
@@ -102,7 +107,7 @@ where
     Cli::Run(Invocation {
         verb,
         net: positional[1].clone(),
-        netns: positional[2].clone(),
+        netns: positional.get(2).cloned().unwrap_or_default(),
         ifname: ifname.filter(|s| !s.is_empty()),
     })
 }
@@ -115,6 +120,9 @@ pub fn usage(exe: &str) -> String {
     for verb in ["add   ", "check ", "del   ", "gc    ", "status"] {
         s.push_str(&format!("  {exe} {verb} <net> <netns>\n"));
     }
+    s.push_str(&format!(
+        "  {exe} conformance <net> [<netns>]   (check the plugins against the CNI spec)\n"
+    ));
     s
 }
 
