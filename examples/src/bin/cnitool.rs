@@ -99,7 +99,7 @@ fn conformance(
         check = check.args(args);
     }
     if !inv.netns.is_empty() {
-        check = check.netns(NetnsSource::Path(inv.netns.into()));
+        check = check.netns(NetnsSource::Path(inv.netns));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

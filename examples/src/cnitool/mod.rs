@@ -319,7 +319,9 @@ mod tests {
         assert!(u.starts_with("cnitool: Add, check, remove, gc or status network"));
         assert!(u.contains("  cnitool add    <net> <netns>\n"));
         assert!(u.contains("  cnitool status <net> <netns>\n"));
-        assert_eq!(u.lines().count(), 6);
+        // Upstream's five lines plus our `conformance` line.
+        assert!(u.contains("  cnitool conformance <net> [<netns>]"));
+        assert_eq!(u.lines().count(), 7);
     }
 
     #[test]
