@@ -58,7 +58,8 @@ async fn bridge_portmap_firewall_chain_add_check_del() {
              "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]],
                       "dataDir": dir.join("ipam").to_str().unwrap()}},
             {"type": "portmap", "capabilities": {"portMappings": true}},
-            {"type": "firewall"}
+            {"type": "firewall"},
+            {"type": "bandwidth", "capabilities": {"bandwidth": true}}
         ]
     });
     let list = NetworkConfigList::from_bytes(conflist.to_string().as_bytes()).unwrap();
@@ -68,7 +69,7 @@ async fn bridge_portmap_firewall_chain_add_check_del() {
     assert_eq!(cni.effective_version(&list).await.unwrap(), "1.0.0");
     assert_eq!(
         cni.validate(&list).await.unwrap(),
-        vec!["portMappings".to_owned()]
+        vec!["bandwidth".to_owned(), "portMappings".to_owned()]
     );
 
     let container_id = tag.replace('-', "");
@@ -76,6 +77,11 @@ async fn bridge_portmap_firewall_chain_add_check_del() {
     caps.insert(
         "portMappings".into(),
         json!([{"hostPort": host_port, "containerPort": 8080, "protocol": "tcp"}]),
+    );
+    // 10 Mbit/s each way (rates in bit/s, bursts in bits).
+    caps.insert(
+        "bandwidth".into(),
+        json!({"ingressRate": 10_000_000, "ingressBurst": 1_000_000, "egressRate": 10_000_000, "egressBurst": 1_000_000}),
     );
     let rt = RuntimeConf {
         container_id: container_id.clone(),
@@ -100,6 +106,20 @@ async fn bridge_portmap_firewall_chain_add_check_del() {
         .unwrap()
         .to_owned();
     assert!(ip.starts_with(&format!("10.251.{n}.")), "{value}");
+
+    // bandwidth shapes with token buckets (tc tbf) on the host side: the host veth from
+    // the result (an interface without a sandbox, other than the bridge).
+    let host_veth = value["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["sandbox"].is_null() && i["name"] != bridge.as_str())
+        .and_then(|i| i["name"].as_str())
+        .expect("a host-side veth in the result")
+        .to_owned();
+    let qdisc =
+        String::from_utf8(run(&["tc", "qdisc", "show", "dev", &host_veth], None).stdout).unwrap();
+    assert!(qdisc.contains("tbf"), "a tbf qdisc on {host_veth}: {qdisc}");
 
     // The address is really on eth0 in the netns.
     let addrs =
