@@ -46,7 +46,7 @@ cargo test "${scope[@]}" --doc --all-features --locked "$@"
 
 say "tests (root, containerd, CNI plugins, registry, kernel included)"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run "${scope[@]}" --all-features --locked --no-fail-fast --failure-output final "$@"
+    cargo nextest run "${scope[@]}" --all-features --locked --no-fail-fast --retries 1 --failure-output final "$@"
 else
     cargo test "${scope[@]}" --all-features --locked --no-fail-fast --lib --bins --tests "$@"
 fi
