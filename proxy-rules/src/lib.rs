@@ -9,6 +9,8 @@
 //!   hints, traffic policies).
 //! - [`iptables`]: the iptables-mode renderer (`iptables-restore` input, partial
 //!   restores) and an `iptables-save` parser.
+//! - [`nftables`]: the nftables-mode renderer (`nft -f` scripts, element-level partial
+//!   updates) and upstream's dump normalisation.
 //! - [`names`]: kube-proxy's chain and object names and hashes.
 //!
 //! # Example
@@ -35,9 +37,11 @@
 pub mod config;
 mod error;
 pub mod iptables;
+pub mod ipvs;
 pub mod k8s;
 pub mod model;
 pub mod names;
+pub mod nftables;
 pub mod store;
 pub mod topology;
 

@@ -1,0 +1,1236 @@
+//! nftables mode: kube-proxy's nftables design (KEP-3866) rendered as `nft -f` input.
+//!
+//! One private table per family (`table ip kube-proxy`, `table ip6 kube-proxy`), verdict
+//! maps keyed on address · protocol · port for service IPs, NodePorts, no-endpoint and
+//! firewall decisions, `numgen random` endpoint choice, affinity through sets with
+//! timeouts. [`render`] gives the whole table as an [`NftRuleset`]; [`NftRenderer`]
+//! keeps the per-service objects between syncs and [`transaction`] turns two rulesets
+//! into the smallest `nft -f` script that moves the kernel from one to the other
+//! (changed chains rewritten, map elements added and deleted one by one).
+//!
+//! The text is kube-proxy's, as its golden test prints it (knftables' dump format):
+//! `add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips`.
+
+pub mod canonical;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::Result;
+use crate::config::{LocalDetector, NodePortTargets, ProxyConfig};
+use crate::model::{
+    Endpoint, IpFamily, ProxyState, ServiceName, ServicePort, ServicePortName, join_host_port,
+};
+use crate::names::{NftChainNames, nft_endpoint_base};
+use crate::topology::categorize_endpoints;
+
+/// The name of kube-proxy's table.
+pub const TABLE: &str = "kube-proxy";
+
+/// Names of the fixed chains, sets and maps.
+pub mod objects {
+    /// Service dispatch chain (from nat prerouting and output).
+    pub const SERVICES: &str = "services";
+    /// ClusterIP / ExternalIP / LoadBalancer IP dispatch map.
+    pub const SERVICE_IPS: &str = "service-ips";
+    /// NodePort dispatch map.
+    pub const SERVICE_NODEPORTS: &str = "service-nodeports";
+    /// Node addresses that accept NodePorts (absent when every local address does).
+    pub const NODEPORT_IPS: &str = "nodeport-ips";
+    /// Every active ClusterIP.
+    pub const CLUSTER_IPS: &str = "cluster-ips";
+    /// Drop/reject of service IPs without endpoints.
+    pub const SERVICE_ENDPOINTS_CHECK: &str = "service-endpoints-check";
+    /// Drop/reject of NodePorts without endpoints.
+    pub const NODEPORT_ENDPOINTS_CHECK: &str = "nodeport-endpoints-check";
+    /// Map for [`SERVICE_ENDPOINTS_CHECK`].
+    pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
+    /// Map for [`NODEPORT_ENDPOINTS_CHECK`].
+    pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+    /// `reject` is not a verdict, so maps `goto` this chain.
+    pub const REJECT_CHAIN: &str = "reject-chain";
+    /// Reject of undefined ports of ClusterIPs, drop of unallocated ClusterIPs.
+    pub const CLUSTER_IPS_CHECK: &str = "cluster-ips-check";
+    /// LoadBalancer IPs subject to source ranges.
+    pub const FIREWALL_IPS: &str = "firewall-ips";
+    /// Chain checking [`FIREWALL_IPS`].
+    pub const FIREWALL_CHECK: &str = "firewall-check";
+    /// Sets the masquerade mark.
+    pub const MARK_FOR_MASQUERADE: &str = "mark-for-masquerade";
+    /// Masquerades marked packets.
+    pub const MASQUERADING: &str = "masquerading";
+}
+
+/// A base chain's hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseChain {
+    /// `filter` or `nat`.
+    pub chain_type: &'static str,
+    /// `prerouting`, `input`, `forward`, `output`, `postrouting`.
+    pub hook: &'static str,
+    /// The numeric priority (`dstnat` = -100, `filter` = 0, `srcnat` = 100).
+    pub priority: i32,
+}
+
+/// A chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NftChain {
+    /// Set for base chains.
+    pub base: Option<BaseChain>,
+    /// The chain's comment.
+    pub comment: Option<String>,
+    /// The rules, in order.
+    pub rules: Vec<NftRule>,
+}
+
+/// A rule: its text and optional comment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NftRule {
+    /// The rule's statements, as nft syntax.
+    pub text: String,
+    /// The rule's comment.
+    pub comment: Option<String>,
+}
+
+impl NftRule {
+    fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            comment: None,
+        }
+    }
+
+    fn with_comment(text: impl Into<String>, comment: &str) -> Self {
+        Self {
+            text: text.into(),
+            comment: Some(comment.to_owned()),
+        }
+    }
+}
+
+/// An element of a set or map.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NftElement {
+    /// The element's comment.
+    pub comment: Option<String>,
+    /// The value (a verdict) for map elements.
+    pub value: Option<String>,
+}
+
+/// A set or a map.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NftSet {
+    /// A verdict map rather than a set.
+    pub is_map: bool,
+    /// The type, for example `ipv4_addr . inet_proto . inet_service : verdict`.
+    pub set_type: String,
+    /// Flags (`dynamic`, `timeout`).
+    pub flags: Vec<String>,
+    /// Element timeout in seconds.
+    pub timeout: Option<u32>,
+    /// The set's comment.
+    pub comment: Option<String>,
+    /// Elements by key text.
+    pub elements: BTreeMap<String, NftElement>,
+}
+
+/// The whole kube-proxy table of one family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftRuleset {
+    /// The family (`ip` or `ip6` table).
+    pub family: IpFamily,
+    /// Chains by name.
+    pub chains: BTreeMap<String, NftChain>,
+    /// Sets and maps by name.
+    pub sets: BTreeMap<String, NftSet>,
+}
+
+/// Quote a comment as knftables does (Go `%q` for plain text: double quotes, `"` and
+/// `\` escaped); control characters are dropped so a comment cannot end the command.
+pub fn quote_comment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `ip` or `ip6`.
+pub fn family_word(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "ip",
+        IpFamily::V6 => "ip6",
+    }
+}
+
+impl NftRuleset {
+    fn prefix(&self) -> String {
+        format!("{} {TABLE}", family_word(self.family))
+    }
+
+    /// The table line.
+    pub fn table_line(&self) -> String {
+        format!(
+            "add table {} {{ comment \"rules for kube-proxy\" ; }}",
+            self.prefix()
+        )
+    }
+
+    /// The `add chain` line of a chain.
+    pub fn chain_line(&self, name: &str, chain: &NftChain) -> String {
+        let mut line = format!("add chain {} {name}", self.prefix());
+        match (&chain.base, &chain.comment) {
+            (Some(b), _) => {
+                let _ = write!(
+                    line,
+                    " {{ type {} hook {} priority {} ; }}",
+                    b.chain_type, b.hook, b.priority
+                );
+            }
+            (None, Some(c)) => {
+                let _ = write!(line, " {{ comment {} ; }}", quote_comment(c));
+            }
+            (None, None) => {}
+        }
+        line
+    }
+
+    /// The `add set` / `add map` line of a set.
+    pub fn set_line(&self, name: &str, set: &NftSet) -> String {
+        let mut line = format!(
+            "add {} {} {name} {{ type {} ; ",
+            if set.is_map { "map" } else { "set" },
+            self.prefix(),
+            set.set_type
+        );
+        if !set.flags.is_empty() {
+            let _ = write!(line, "flags {} ; ", set.flags.join(","));
+        }
+        if let Some(t) = set.timeout {
+            let _ = write!(line, "timeout {t}s ; ");
+        }
+        if let Some(c) = &set.comment {
+            let _ = write!(line, "comment {} ; ", quote_comment(c));
+        }
+        line.push('}');
+        line
+    }
+
+    /// The `add rule` line of a rule.
+    pub fn rule_line(&self, chain: &str, rule: &NftRule) -> String {
+        let mut line = format!("add rule {} {chain} {}", self.prefix(), rule.text);
+        if let Some(c) = &rule.comment {
+            let _ = write!(line, " comment {}", quote_comment(c));
+        }
+        line
+    }
+
+    /// The `add element` (or, with `verb`, `delete element`) line of an element.
+    pub fn element_line(&self, verb: &str, set: &str, key: &str, element: &NftElement) -> String {
+        let mut line = format!("{verb} element {} {set} {{ {key}", self.prefix());
+        if let Some(c) = &element.comment {
+            let _ = write!(line, " comment {}", quote_comment(c));
+        }
+        if let Some(v) = &element.value {
+            let _ = write!(line, " : {v}");
+        }
+        line.push_str(" }");
+        line
+    }
+
+    /// The table in knftables' dump format (what upstream's golden test compares): the
+    /// table, chains, sets, maps, then rules chain by chain and elements set by set.
+    /// `nft -f` loads it into an empty table.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.table_line());
+        for (name, chain) in &self.chains {
+            let _ = writeln!(out, "{}", self.chain_line(name, chain));
+        }
+        for is_map in [false, true] {
+            for (name, set) in self.sets.iter().filter(|(_, s)| s.is_map == is_map) {
+                let _ = writeln!(out, "{}", self.set_line(name, set));
+            }
+        }
+        for (name, chain) in &self.chains {
+            for rule in &chain.rules {
+                let _ = writeln!(out, "{}", self.rule_line(name, rule));
+            }
+        }
+        for is_map in [false, true] {
+            for (name, set) in self.sets.iter().filter(|(_, s)| s.is_map == is_map) {
+                for (key, el) in &set.elements {
+                    let _ = writeln!(out, "{}", self.element_line("add", name, key, el));
+                }
+            }
+        }
+        out
+    }
+
+    /// An `nft -f` script that replaces whatever table of this name and family exists
+    /// with this one, in one transaction (`add table` + `delete table` first, so it
+    /// works with or without an earlier table).
+    pub fn replace_script(&self) -> String {
+        let mut out = format!(
+            "add table {}\ndelete table {}\n",
+            self.prefix(),
+            self.prefix()
+        );
+        out.push_str(&self.dump());
+        out
+    }
+
+    /// Numbers of chains, rules, sets/maps and elements.
+    pub fn counts(&self) -> NftCounts {
+        NftCounts {
+            chains: self.chains.len(),
+            rules: self.chains.values().map(|c| c.rules.len()).sum(),
+            sets: self.sets.len(),
+            elements: self.sets.values().map(|s| s.elements.len()).sum(),
+        }
+    }
+}
+
+/// Object counts of a ruleset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NftCounts {
+    /// Chains.
+    pub chains: usize,
+    /// Rules.
+    pub rules: usize,
+    /// Sets and maps.
+    pub sets: usize,
+    /// Set and map elements.
+    pub elements: usize,
+}
+
+/// Settings resolved once per family and configuration.
+#[derive(Debug, Clone)]
+struct Context {
+    family: IpFamily,
+    config: ProxyConfig,
+    ip: &'static str,
+    addr_type: &'static str,
+    mark: String,
+    if_local: Option<String>,
+    if_not_local: Option<String>,
+    nodeports: NodePortTargets,
+}
+
+impl Context {
+    fn new(config: &ProxyConfig, family: IpFamily) -> Result<Self> {
+        config.validate()?;
+        let ip = family_word(family);
+        let (if_local, if_not_local) = match &config.local_detector {
+            LocalDetector::None => (None, None),
+            LocalDetector::ClusterCidr(cidrs) | LocalDetector::NodeCidr(cidrs) => {
+                match cidrs.iter().find(|c| IpFamily::of_net(c) == family) {
+                    Some(c) => (
+                        Some(format!("{ip} saddr {c}")),
+                        Some(format!("{ip} saddr != {c}")),
+                    ),
+                    None => (None, None),
+                }
+            }
+            LocalDetector::BridgeInterface(br) => (
+                Some(format!("iifname {}", quote_comment(br))),
+                Some(format!("iifname != {}", quote_comment(br))),
+            ),
+            LocalDetector::InterfaceNamePrefix(p) => (
+                Some(format!("iifname {}", quote_comment(&format!("{p}*")))),
+                Some(format!("iifname != {}", quote_comment(&format!("{p}*")))),
+            ),
+        };
+        Ok(Self {
+            family,
+            config: config.clone(),
+            ip,
+            addr_type: match family {
+                IpFamily::V4 => "ipv4_addr",
+                IpFamily::V6 => "ipv6_addr",
+            },
+            mark: config.masquerade_mark_text(),
+            if_local,
+            if_not_local,
+            nodeports: NodePortTargets::resolve(config, family, false),
+        })
+    }
+}
+
+/// The objects one service port contributes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServicePortObjects {
+    /// The chains it owns (`service-`, `local-`, `external-`, `firewall-`,
+    /// `endpoint-…`), in declaration order.
+    pub chains: Vec<(String, Vec<NftRule>)>,
+    /// Its affinity sets and their timeout.
+    pub affinity_sets: Vec<(String, u32)>,
+    /// Its elements of the shared sets and maps: (set, key, element).
+    pub elements: Vec<(&'static str, String, NftElement)>,
+    /// Internal policy Local without local endpoints.
+    pub no_local_internal: bool,
+    /// External policy Local without local endpoints.
+    pub no_local_external: bool,
+}
+
+fn render_service_port(
+    ctx: &Context,
+    svc: &ServicePort,
+    endpoints: &[Endpoint],
+) -> ServicePortObjects {
+    use objects::*;
+    let config = &ctx.config;
+    let ip = ctx.ip;
+    let mut out = ServicePortObjects::default();
+    let spn = svc.name.to_string();
+    let proto = svc.protocol().as_str();
+    let port = svc.port;
+    let names = NftChainNames::of(&svc.name);
+    let cat = categorize_endpoints(endpoints, svc, config);
+    let ep_chain = |ep: &Endpoint| format!("endpoint-{}", nft_endpoint_base(&svc.name, ep));
+    let affinity_set = |ep: &Endpoint| format!("affinity-{}", nft_endpoint_base(&svc.name, ep));
+
+    let has_any = cat.has_any;
+    let uses_cluster_chain = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
+    let uses_local_chain = !cat.local.is_empty() && svc.uses_local_endpoints();
+    let (internal_chain, has_internal) = if svc.internal_policy_local {
+        (&names.local, has_any && !cat.local.is_empty())
+    } else {
+        (&names.cluster, has_any)
+    };
+    let (external_policy_chain, has_external) = if svc.external_policy_local {
+        (&names.local, has_any && !cat.local.is_empty())
+    } else {
+        (&names.cluster, has_any)
+    };
+    let uses_ext_chain = has_any && svc.externally_accessible();
+    out.no_local_internal = has_any && !has_internal;
+    out.no_local_external = has_any && !has_external && svc.externally_accessible();
+    let reject = format!("goto {REJECT_CHAIN}");
+    let (internal_verdict, external_verdict) = if !has_any {
+        (reject.as_str(), reject.as_str())
+    } else {
+        ("drop", "drop")
+    };
+    let key = |addr: &IpAddr| format!("{addr} . {proto} . {port}");
+    let goto = |chain: &str| Some(format!("goto {chain}"));
+    let el = |value: Option<String>| NftElement {
+        comment: None,
+        value,
+    };
+    let no_ep = |verdict: &str| NftElement {
+        comment: Some(spn.clone()),
+        value: Some(verdict.to_owned()),
+    };
+
+    let mut chains: BTreeMap<String, Vec<NftRule>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let declare = |name: &str, order: &mut Vec<String>| {
+        if !order.iter().any(|n| n == name) {
+            order.push(name.to_owned());
+        }
+    };
+
+    // The ClusterIP.
+    out.elements
+        .push((CLUSTER_IPS, svc.cluster_ip.to_string(), el(None)));
+    if has_internal {
+        out.elements
+            .push((SERVICE_IPS, key(&svc.cluster_ip), el(goto(internal_chain))));
+    } else {
+        out.elements.push((
+            NO_ENDPOINT_SERVICES,
+            key(&svc.cluster_ip),
+            no_ep(internal_verdict),
+        ));
+    }
+    // External IPs.
+    for ext in &svc.external_ips {
+        if has_any {
+            out.elements
+                .push((SERVICE_IPS, key(ext), el(goto(&names.external))));
+        }
+        if !has_external {
+            out.elements
+                .push((NO_ENDPOINT_SERVICES, key(ext), no_ep(external_verdict)));
+        }
+    }
+    // LoadBalancer source ranges.
+    let uses_fw = !svc.load_balancer_ips.is_empty() && !svc.load_balancer_source_ranges.is_empty();
+    if uses_fw {
+        declare(&names.firewall, &mut order);
+        let mut sources: Vec<String> = svc
+            .load_balancer_source_ranges
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let allow_from_node = config.primary_ip(ctx.family).is_some_and(|node| {
+            svc.load_balancer_source_ranges
+                .iter()
+                .any(|c| c.contains(node))
+        });
+        if allow_from_node {
+            sources.extend(svc.load_balancer_ips.iter().map(|ip| ip.to_string()));
+        }
+        chains
+            .entry(names.firewall.clone())
+            .or_default()
+            .push(NftRule::new(format!(
+                "{ip} saddr != {{ {} }} drop",
+                sources.join(" , ")
+            )));
+    }
+    // LoadBalancer IPs.
+    for lb in &svc.load_balancer_ips {
+        if has_any {
+            out.elements
+                .push((SERVICE_IPS, key(lb), el(goto(&names.external))));
+        }
+        if uses_fw {
+            out.elements
+                .push((FIREWALL_IPS, key(lb), el(goto(&names.firewall))));
+        }
+    }
+    if !has_external {
+        for lb in &svc.load_balancer_ips {
+            out.elements
+                .push((NO_ENDPOINT_SERVICES, key(lb), no_ep(external_verdict)));
+        }
+    }
+    // NodePort.
+    if let Some(np) = svc.node_port {
+        let np_key = format!("{proto} . {np}");
+        if has_any {
+            out.elements
+                .push((SERVICE_NODEPORTS, np_key.clone(), el(goto(&names.external))));
+        }
+        if !has_external {
+            out.elements
+                .push((NO_ENDPOINT_NODEPORTS, np_key, no_ep(external_verdict)));
+        }
+    }
+
+    // Masquerade of ClusterIP traffic from outside the pod network (or all of it).
+    if has_internal {
+        declare(internal_chain, &mut order);
+        let rule = if config.masquerade_all {
+            Some(format!(
+                "{ip} daddr {} jump {MARK_FOR_MASQUERADE}",
+                svc.cluster_ip
+            ))
+        } else {
+            ctx.if_not_local.as_ref().map(|nl| {
+                format!(
+                    "{ip} daddr {} {nl} jump {MARK_FOR_MASQUERADE}",
+                    svc.cluster_ip
+                )
+            })
+        };
+        if let Some(r) = rule {
+            chains
+                .entry(internal_chain.clone())
+                .or_default()
+                .push(NftRule::new(r));
+        }
+    }
+
+    // The external chain.
+    if uses_ext_chain {
+        declare(&names.external, &mut order);
+        let rules = chains.entry(names.external.clone()).or_default();
+        if !svc.external_policy_local {
+            rules.push(NftRule::new(format!("jump {MARK_FOR_MASQUERADE}")));
+        } else {
+            if let Some(local) = &ctx.if_local {
+                rules.push(NftRule::with_comment(
+                    format!("{local} goto {}", names.cluster),
+                    "short-circuit pod traffic",
+                ));
+            }
+            rules.push(NftRule::with_comment(
+                format!("fib saddr type local jump {MARK_FOR_MASQUERADE}"),
+                "masquerade local traffic",
+            ));
+            rules.push(NftRule::with_comment(
+                format!("fib saddr type local goto {}", names.cluster),
+                "short-circuit local traffic",
+            ));
+        }
+        if has_external {
+            rules.push(NftRule::new(format!("goto {external_policy_chain}")));
+        }
+    }
+
+    // Affinity sets.
+    if let Some(secs) = svc.session_affinity_seconds {
+        for ep in &cat.all_reachable {
+            out.affinity_sets.push((affinity_set(ep), secs));
+        }
+    }
+
+    // Endpoint choice.
+    let mut lb_rules = |chain: &str, eps: &[&Endpoint], order: &mut Vec<String>| {
+        declare(chain, order);
+        let rules = chains.entry(chain.to_owned()).or_default();
+        if svc.session_affinity_seconds.is_some() {
+            for ep in eps {
+                rules.push(NftRule::new(format!(
+                    "{ip} saddr @{} goto {}",
+                    affinity_set(ep),
+                    ep_chain(ep)
+                )));
+            }
+        }
+        let vmap: Vec<String> = eps
+            .iter()
+            .enumerate()
+            .map(|(i, ep)| format!("{i} : goto {}", ep_chain(ep)))
+            .collect();
+        rules.push(NftRule::new(format!(
+            "numgen random mod {} vmap {{ {} }}",
+            eps.len(),
+            vmap.join(" , ")
+        )));
+    };
+    if uses_cluster_chain {
+        lb_rules(&names.cluster, &cat.cluster, &mut order);
+    }
+    if uses_local_chain {
+        lb_rules(&names.local, &cat.local, &mut order);
+    }
+
+    for name in order {
+        let rules = chains.remove(&name).unwrap_or_default();
+        out.chains.push((name, rules));
+    }
+    // Endpoint chains.
+    for ep in &cat.all_reachable {
+        let mut rules = vec![NftRule::new(format!(
+            "{ip} saddr {} jump {MARK_FOR_MASQUERADE}",
+            ep.ip
+        ))];
+        if svc.session_affinity_seconds.is_some() {
+            rules.push(NftRule::new(format!(
+                "update @{} {{ {ip} saddr }}",
+                affinity_set(ep)
+            )));
+        }
+        rules.push(NftRule::new(format!(
+            "meta l4proto {proto} dnat to {}",
+            join_host_port(&ep.ip, ep.port)
+        )));
+        out.chains.push((ep_chain(ep), rules));
+    }
+    out
+}
+
+/// Render one family's whole table.
+pub fn render(state: &ProxyState, config: &ProxyConfig, family: IpFamily) -> Result<NftRuleset> {
+    let mut r = NftRenderer::new(config, family)?;
+    r.update(state, None);
+    Ok(r.ruleset())
+}
+
+/// The nftables renderer with its per-service cache: the sync engine's state between
+/// syncs.
+#[derive(Debug, Clone)]
+pub struct NftRenderer {
+    ctx: Context,
+    objects: BTreeMap<ServicePortName, ServicePortObjects>,
+}
+
+impl NftRenderer {
+    /// A renderer for one family.
+    pub fn new(config: &ProxyConfig, family: IpFamily) -> Result<Self> {
+        Ok(Self {
+            ctx: Context::new(config, family)?,
+            objects: BTreeMap::new(),
+        })
+    }
+
+    /// The family rendered.
+    pub fn family(&self) -> IpFamily {
+        self.ctx.family
+    }
+
+    /// Re-render the given Services' ports (`None`: all) from `state`; returns the
+    /// service ports whose objects changed.
+    pub fn update(
+        &mut self,
+        state: &ProxyState,
+        services: Option<&BTreeSet<ServiceName>>,
+    ) -> BTreeSet<ServicePortName> {
+        let targets: BTreeSet<ServicePortName> = self
+            .objects
+            .keys()
+            .chain(state.services.keys())
+            .filter(|k| services.is_none_or(|s| s.contains(&k.service)))
+            .cloned()
+            .collect();
+        let mut changed = BTreeSet::new();
+        for name in targets {
+            let new = state
+                .services
+                .get(&name)
+                .map(|svc| render_service_port(&self.ctx, svc, state.endpoints_of(&name)));
+            let old = self.objects.remove(&name);
+            if old != new {
+                changed.insert(name.clone());
+            }
+            if let Some(new) = new {
+                self.objects.insert(name, new);
+            }
+        }
+        changed
+    }
+
+    /// The objects of one service port, as last rendered.
+    pub fn service_port_objects(&self, name: &ServicePortName) -> Option<&ServicePortObjects> {
+        self.objects.get(name)
+    }
+
+    /// Service ports with internal / external policy Local and no local endpoint.
+    pub fn no_local_counts(&self) -> (usize, usize) {
+        self.objects.values().fold((0, 0), |(i, e), o| {
+            (
+                i + usize::from(o.no_local_internal),
+                e + usize::from(o.no_local_external),
+            )
+        })
+    }
+
+    /// The whole table.
+    pub fn ruleset(&self) -> NftRuleset {
+        use objects::*;
+        let ctx = &self.ctx;
+        let ip = ctx.ip;
+        let addr = ctx.addr_type;
+        let mut rs = NftRuleset {
+            family: ctx.family,
+            chains: BTreeMap::new(),
+            sets: BTreeMap::new(),
+        };
+        let base = |t, h, p| NftChain {
+            base: Some(BaseChain {
+                chain_type: t,
+                hook: h,
+                priority: p,
+            }),
+            ..NftChain::default()
+        };
+        let jump = |extra: &str, to: &str| {
+            NftRule::new(if extra.is_empty() {
+                format!("jump {to}")
+            } else {
+                format!("{extra} jump {to}")
+            })
+        };
+        let new = "ct state new";
+        let mut add = |name: &str, chain: NftChain| {
+            rs.chains.insert(name.to_owned(), chain);
+        };
+        add(
+            "filter-prerouting-pre-dnat",
+            NftChain {
+                rules: vec![jump(new, FIREWALL_CHECK)],
+                ..base("filter", "prerouting", -110)
+            },
+        );
+        add(
+            "filter-output-pre-dnat",
+            NftChain {
+                rules: vec![jump(new, FIREWALL_CHECK)],
+                ..base("filter", "output", -110)
+            },
+        );
+        add(
+            "filter-input",
+            NftChain {
+                rules: vec![
+                    jump(new, NODEPORT_ENDPOINTS_CHECK),
+                    jump(new, SERVICE_ENDPOINTS_CHECK),
+                ],
+                ..base("filter", "input", 0)
+            },
+        );
+        add(
+            "filter-forward",
+            NftChain {
+                rules: vec![
+                    jump(new, SERVICE_ENDPOINTS_CHECK),
+                    jump(new, CLUSTER_IPS_CHECK),
+                ],
+                ..base("filter", "forward", 0)
+            },
+        );
+        add(
+            "filter-output",
+            NftChain {
+                rules: vec![
+                    jump(new, SERVICE_ENDPOINTS_CHECK),
+                    jump(new, CLUSTER_IPS_CHECK),
+                ],
+                ..base("filter", "output", 0)
+            },
+        );
+        add(
+            "nat-prerouting",
+            NftChain {
+                rules: vec![jump("", SERVICES)],
+                ..base("nat", "prerouting", -100)
+            },
+        );
+        add(
+            "nat-output",
+            NftChain {
+                rules: vec![jump("", SERVICES)],
+                ..base("nat", "output", -100)
+            },
+        );
+        add(
+            "nat-postrouting",
+            NftChain {
+                rules: vec![jump("", MASQUERADING)],
+                ..base("nat", "postrouting", 100)
+            },
+        );
+        let mark = &ctx.mark;
+        add(
+            MARK_FOR_MASQUERADE,
+            NftChain {
+                rules: vec![NftRule::new(format!("mark set mark or {mark}"))],
+                ..NftChain::default()
+            },
+        );
+        add(
+            MASQUERADING,
+            NftChain {
+                rules: vec![
+                    NftRule::new(format!("mark and {mark} == 0 return")),
+                    NftRule::new(format!("mark set mark xor {mark}")),
+                    NftRule::new("masquerade fully-random"),
+                ],
+                ..NftChain::default()
+            },
+        );
+        let mut cluster_ips_check = vec![NftRule::with_comment(
+            format!("{ip} daddr @{CLUSTER_IPS} reject"),
+            "Reject traffic to invalid ports of ClusterIPs",
+        )];
+        let cidrs: Vec<String> = ctx
+            .config
+            .service_cidrs
+            .iter()
+            .filter(|c| IpFamily::of_net(c) == ctx.family)
+            .map(|c| c.to_string())
+            .collect();
+        if !cidrs.is_empty() {
+            cluster_ips_check.push(NftRule::with_comment(
+                format!("{ip} daddr {{ {} }} drop", cidrs.join(" , ")),
+                "Drop traffic to unallocated ClusterIPs",
+            ));
+        }
+        add(
+            CLUSTER_IPS_CHECK,
+            NftChain {
+                rules: cluster_ips_check,
+                ..NftChain::default()
+            },
+        );
+        add(
+            REJECT_CHAIN,
+            NftChain {
+                comment: Some("helper for @no-endpoint-services / @no-endpoint-nodeports".into()),
+                rules: vec![NftRule::new("reject")],
+                ..NftChain::default()
+            },
+        );
+        add(
+            SERVICE_ENDPOINTS_CHECK,
+            NftChain {
+                rules: vec![NftRule::new(format!(
+                    "{ip} daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}"
+                ))],
+                ..NftChain::default()
+            },
+        );
+        let no_localhost = match ctx.family {
+            IpFamily::V4 => "ip daddr != 127.0.0.0/8",
+            IpFamily::V6 => "ip6 daddr != ::1",
+        };
+        let (np_check, np_dispatch) = match &ctx.nodeports {
+            NodePortTargets::All => (
+                format!("{no_localhost} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"),
+                format!(
+                    "fib daddr type local {no_localhost} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"
+                ),
+            ),
+            NodePortTargets::Addresses(_) => (
+                format!(
+                    "{ip} daddr @{NODEPORT_IPS} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"
+                ),
+                format!(
+                    "{ip} daddr @{NODEPORT_IPS} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"
+                ),
+            ),
+        };
+        add(
+            NODEPORT_ENDPOINTS_CHECK,
+            NftChain {
+                rules: vec![NftRule::new(np_check)],
+                ..NftChain::default()
+            },
+        );
+        add(
+            FIREWALL_CHECK,
+            NftChain {
+                rules: vec![NftRule::new(format!(
+                    "{ip} daddr . meta l4proto . th dport vmap @{FIREWALL_IPS}"
+                ))],
+                ..NftChain::default()
+            },
+        );
+        add(
+            SERVICES,
+            NftChain {
+                rules: vec![
+                    NftRule::new(format!(
+                        "{ip} daddr . meta l4proto . th dport vmap @{SERVICE_IPS}"
+                    )),
+                    NftRule::new(np_dispatch),
+                ],
+                ..NftChain::default()
+            },
+        );
+
+        let set = |t: String, comment: &str| NftSet {
+            set_type: t,
+            comment: Some(comment.to_owned()),
+            ..NftSet::default()
+        };
+        let map = |t: String, comment: &str| NftSet {
+            is_map: true,
+            set_type: t,
+            comment: Some(comment.to_owned()),
+            ..NftSet::default()
+        };
+        let key3 = format!("{addr} . inet_proto . inet_service : verdict");
+        rs.sets
+            .insert(CLUSTER_IPS.into(), set(addr.into(), "Active ClusterIPs"));
+        if let NodePortTargets::Addresses(ips) = &ctx.nodeports {
+            let mut s = set(addr.into(), "IPs that accept NodePort traffic");
+            for a in ips.iter().filter(|a| !a.is_loopback()) {
+                s.elements.insert(a.to_string(), NftElement::default());
+            }
+            rs.sets.insert(NODEPORT_IPS.into(), s);
+        }
+        rs.sets.insert(
+            FIREWALL_IPS.into(),
+            map(
+                key3.clone(),
+                "destinations that are subject to LoadBalancerSourceRanges",
+            ),
+        );
+        rs.sets.insert(
+            NO_ENDPOINT_NODEPORTS.into(),
+            map(
+                "inet_proto . inet_service : verdict".into(),
+                "vmap to drop or reject packets to service nodeports with no endpoints",
+            ),
+        );
+        rs.sets.insert(
+            NO_ENDPOINT_SERVICES.into(),
+            map(
+                key3.clone(),
+                "vmap to drop or reject packets to services with no endpoints",
+            ),
+        );
+        rs.sets.insert(
+            SERVICE_IPS.into(),
+            map(key3, "ClusterIP, ExternalIP and LoadBalancer IP traffic"),
+        );
+        rs.sets.insert(
+            SERVICE_NODEPORTS.into(),
+            map(
+                "inet_proto . inet_service : verdict".into(),
+                "NodePort traffic",
+            ),
+        );
+
+        for objs in self.objects.values() {
+            for (name, rules) in &objs.chains {
+                rs.chains.insert(
+                    name.clone(),
+                    NftChain {
+                        rules: rules.clone(),
+                        ..NftChain::default()
+                    },
+                );
+            }
+            for (name, timeout) in &objs.affinity_sets {
+                rs.sets.insert(
+                    name.clone(),
+                    NftSet {
+                        set_type: addr.into(),
+                        flags: vec!["dynamic".into(), "timeout".into()],
+                        timeout: Some(*timeout),
+                        ..NftSet::default()
+                    },
+                );
+            }
+            for (set, key, el) in &objs.elements {
+                if let Some(s) = rs.sets.get_mut(*set) {
+                    s.elements.insert(key.clone(), el.clone());
+                }
+            }
+        }
+        rs
+    }
+}
+
+/// Whether a set is a per-endpoint affinity set (its elements are kernel state, never
+/// flushed by a sync).
+pub fn is_affinity_set(name: &str) -> bool {
+    name.starts_with("affinity-")
+}
+
+/// The `nft -f` script that moves the kernel's table from `old` to `new`.
+///
+/// - `old == None` (first sync, or the table was lost): the table is replaced whole.
+/// - `full`: every chain is flushed and rewritten and every non-affinity set or map
+///   flushed and refilled (kube-proxy's periodic full sync), in one transaction.
+/// - otherwise (partial): only chains whose rules changed are flushed and rewritten,
+///   and set and map elements are added and deleted one by one.
+///
+/// Chains that `new` no longer has are flushed; they are deleted only when listed in
+/// `delete_chains` (kube-proxy deletes them a second later, once no map element can
+/// still point to them). Stale affinity sets are deleted at once.
+pub fn transaction(
+    old: Option<&NftRuleset>,
+    new: &NftRuleset,
+    full: bool,
+    delete_chains: &[String],
+) -> String {
+    let Some(old) = old else {
+        let mut s = new.replace_script();
+        for c in delete_chains {
+            let _ = writeln!(s, "delete chain {} {c}", new.prefix());
+        }
+        return s;
+    };
+    let p = new.prefix();
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", new.table_line());
+    // Chains and sets that must exist first.
+    for (name, chain) in &new.chains {
+        if full
+            || old
+                .chains
+                .get(name)
+                .is_none_or(|o| o.base != chain.base || o.comment != chain.comment)
+        {
+            let _ = writeln!(out, "{}", new.chain_line(name, chain));
+        }
+    }
+    for (name, set) in &new.sets {
+        if full || !old.sets.contains_key(name) {
+            let _ = writeln!(out, "{}", new.set_line(name, set));
+        }
+    }
+    // Chains to rewrite.
+    let mut rewrite: Vec<&String> = Vec::new();
+    for (name, chain) in &new.chains {
+        let changed = old.chains.get(name).is_none_or(|o| o.rules != chain.rules);
+        if full || changed {
+            if old.chains.contains_key(name) {
+                let _ = writeln!(out, "flush chain {p} {name}");
+            }
+            rewrite.push(name);
+        }
+    }
+    // Stale chains: flushed now.
+    for name in old.chains.keys().filter(|n| !new.chains.contains_key(*n)) {
+        let _ = writeln!(out, "flush chain {p} {name}");
+    }
+    // Elements: flushed and refilled on a full sync, else changed one by one.
+    let mut element_lines = Vec::new();
+    for (name, set) in &new.sets {
+        if is_affinity_set(name) {
+            continue;
+        }
+        let old_set = old.sets.get(name);
+        if full {
+            if old_set.is_some() {
+                let kind = if set.is_map { "map" } else { "set" };
+                let _ = writeln!(out, "flush {kind} {p} {name}");
+            }
+            for (key, el) in &set.elements {
+                element_lines.push(new.element_line("add", name, key, el));
+            }
+            continue;
+        }
+        let empty = BTreeMap::new();
+        let old_elements = old_set.map_or(&empty, |s| &s.elements);
+        for (key, el) in old_elements {
+            if set.elements.get(key) != Some(el) {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    new.element_line("delete", name, key, &NftElement::default())
+                );
+            }
+        }
+        for (key, el) in &set.elements {
+            if old_elements.get(key) != Some(el) {
+                element_lines.push(new.element_line("add", name, key, el));
+            }
+        }
+    }
+    for name in rewrite {
+        for rule in &new.chains[name].rules {
+            let _ = writeln!(out, "{}", new.rule_line(name, rule));
+        }
+    }
+    for line in element_lines {
+        let _ = writeln!(out, "{line}");
+    }
+    // Stale sets (affinity sets of removed endpoints, a nodeport-ips no longer used).
+    for (name, set) in &old.sets {
+        if !new.sets.contains_key(name) {
+            let kind = if set.is_map { "map" } else { "set" };
+            let _ = writeln!(out, "delete {kind} {p} {name}");
+        }
+    }
+    for c in delete_chains {
+        if !new.chains.contains_key(c) {
+            let _ = writeln!(out, "delete chain {p} {c}");
+        }
+    }
+    out
+}
+
+/// The chains of `old` that `new` no longer has (to delete in a later sync).
+pub fn stale_chains(old: &NftRuleset, new: &NftRuleset) -> Vec<String> {
+    old.chains
+        .keys()
+        .filter(|n| !new.chains.contains_key(*n))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Protocol;
+
+    fn state_with(n_eps: usize) -> ProxyState {
+        let name = ServicePortName::new("ns", "svc", "p", Protocol::Udp);
+        let mut st = ProxyState::new();
+        st.add_service(ServicePort::cluster_ip(
+            name.clone(),
+            "172.30.0.1".parse().unwrap(),
+            53,
+        ));
+        st.set_endpoints(
+            name,
+            (0..n_eps)
+                .map(|i| Endpoint::ready(format!("10.0.0.{}", i + 1).parse().unwrap(), 5353))
+                .collect(),
+        );
+        st
+    }
+
+    fn cfg() -> ProxyConfig {
+        ProxyConfig::new("n")
+            .node_ip("192.168.0.2".parse().unwrap())
+            .cluster_cidr("10.0.0.0/8".parse().unwrap())
+    }
+
+    #[test]
+    fn partial_transaction_touches_only_changes() {
+        let old = render(&state_with(2), &cfg(), IpFamily::V4).unwrap();
+        let new = render(&state_with(1), &cfg(), IpFamily::V4).unwrap();
+        let tx = transaction(Some(&old), &new, false, &[]);
+        // The service chain is rewritten, the removed endpoint's chain flushed.
+        assert!(tx.contains("flush chain ip kube-proxy service-"), "{tx}");
+        assert!(tx.contains("numgen random mod 1 vmap"), "{tx}");
+        assert!(
+            tx.contains("flush chain ip kube-proxy endpoint-") && tx.contains("__10.0.0.2/5353"),
+            "{tx}"
+        );
+        // Fixed chains and unchanged elements are not in it.
+        assert!(!tx.contains("masquerade fully-random"), "{tx}");
+        assert!(!tx.contains("add element"), "{tx}");
+        // Nothing at all changes: only the table line.
+        let same = transaction(Some(&new), &new, false, &[]);
+        assert_eq!(same.lines().count(), 1, "{same}");
+    }
+
+    #[test]
+    fn element_changes_are_deletes_and_adds() {
+        let old = render(&state_with(1), &cfg(), IpFamily::V4).unwrap();
+        let new = render(&state_with(0), &cfg(), IpFamily::V4).unwrap();
+        let tx = transaction(Some(&old), &new, false, &[]);
+        assert!(
+            tx.contains("delete element ip kube-proxy service-ips { 172.30.0.1 . udp . 53 }"),
+            "{tx}"
+        );
+        assert!(
+            tx.contains("add element ip kube-proxy no-endpoint-services { 172.30.0.1 . udp . 53 comment \"ns/svc:p\" : goto reject-chain }"),
+            "{tx}"
+        );
+    }
+
+    #[test]
+    fn full_transaction_flushes_and_refills() {
+        let old = render(&state_with(1), &cfg(), IpFamily::V4).unwrap();
+        let tx = transaction(Some(&old), &old, true, &[]);
+        assert!(tx.contains("flush map ip kube-proxy service-ips"));
+        assert!(tx.contains("add element ip kube-proxy service-ips"));
+        assert!(tx.contains("flush chain ip kube-proxy masquerading"));
+        let first = transaction(None, &old, false, &[]);
+        assert!(first.starts_with("add table ip kube-proxy\ndelete table ip kube-proxy\n"));
+    }
+
+    #[test]
+    fn ipv6_uses_ip6_words() {
+        let name = ServicePortName::new("ns", "svc", "", Protocol::Tcp);
+        let mut st = ProxyState::new();
+        st.add_service(ServicePort::cluster_ip(
+            name.clone(),
+            "fd00::10".parse().unwrap(),
+            80,
+        ));
+        st.set_endpoints(
+            name,
+            vec![Endpoint::ready("fd00:1::5".parse().unwrap(), 8080)],
+        );
+        let c = ProxyConfig::new("n").cluster_cidr("fd00:1::/64".parse().unwrap());
+        let d = render(&st, &c, IpFamily::V6).unwrap().dump();
+        assert!(d.contains("add table ip6 kube-proxy"));
+        assert!(
+            d.contains("ip6 daddr fd00::10 ip6 saddr != fd00:1::/64 jump mark-for-masquerade"),
+            "{d}"
+        );
+        assert!(
+            d.contains("meta l4proto tcp dnat to [fd00:1::5]:8080"),
+            "{d}"
+        );
+        assert!(d.contains("type ipv6_addr . inet_proto . inet_service : verdict"));
+    }
+
+    #[test]
+    fn comments_cannot_break_out() {
+        assert_eq!(quote_comment("a\"b\\c\nd"), "\"a\\\"b\\\\cd\"");
+    }
+}
