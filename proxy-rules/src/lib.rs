@@ -44,6 +44,7 @@ pub mod names;
 pub mod nftables;
 pub mod store;
 pub mod topology;
+pub mod trace;
 
 pub use error::{Error, Result};
 pub use ipnetwork;
