@@ -35,14 +35,18 @@
 //! ```
 
 pub mod config;
+pub mod conntrack;
 mod error;
+pub mod exec;
 pub mod iptables;
 pub mod ipvs;
 pub mod k8s;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod nftables;
 pub mod store;
+pub mod sync;
 pub mod topology;
 pub mod trace;
 

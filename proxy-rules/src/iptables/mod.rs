@@ -908,6 +908,16 @@ impl IptablesRenderer {
             .collect()
     }
 
+    /// The jump rules from the built-in chains this configuration needs.
+    pub fn jump_rules(&self) -> Vec<JumpRule> {
+        jump_rules(self.ctx.localhost_nodeports)
+    }
+
+    /// Whether NodePorts answer on 127.0.0.1 (needs `route_localnet`).
+    pub fn localhost_nodeports(&self) -> bool {
+        self.ctx.localhost_nodeports
+    }
+
     /// The counts of the current render.
     pub fn counts(&self) -> RuleCounts {
         let mut counts = RuleCounts {
@@ -1121,7 +1131,7 @@ impl IptablesRenderer {
             family: self.ctx.family,
             filter,
             nat,
-            jumps: jump_rules(self.ctx.localhost_nodeports),
+            jumps: self.jump_rules(),
             counts: self.counts(),
         }
     }
