@@ -2,3 +2,4 @@
 
 pub mod cnitool;
 pub mod crictl;
+pub mod proxy;
