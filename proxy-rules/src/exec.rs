@@ -225,37 +225,23 @@ impl IptablesExec for Commands {
     }
 
     async fn ensure_chain(&self, family: IpFamily, table: Table, chain: &str) -> Result<()> {
-        if self.chain_exists(family, table, chain).await? {
-            return Ok(());
-        }
-        match self
-            .target
-            .run(
-                iptables_bin(family),
-                &["-w", "5", "-t", table.as_str(), "-N", chain],
-                None,
-            )
-            .await
-        {
+        let args = ["-w", "5", "-t", table.as_str(), "-N", chain];
+        match self.target.run(iptables_bin(family), &args, None).await {
             Err(Error::Command { stderr, .. }) if stderr.contains("already exists") => Ok(()),
             other => other.map(drop),
         }
     }
 
     async fn chain_exists(&self, family: IpFamily, table: Table, chain: &str) -> Result<bool> {
-        match self
-            .target
-            .run(
-                iptables_bin(family),
-                &["-w", "5", "-t", table.as_str(), "-S", chain, "1"],
-                None,
-            )
-            .await
-        {
+        let args = ["-w", "5", "-t", table.as_str(), "-S", chain, "1"];
+        match self.target.run(iptables_bin(family), &args, None).await {
             Ok(_) => Ok(true),
+            // iptables-legacy says "No chain/target/match by that name"; iptables-nft
+            // 1.8.9 says a missing chain "is incompatible, use 'nft' tool".
             Err(Error::Command { stderr, .. })
                 if stderr.contains("No chain/target/match")
-                    || stderr.contains("does not exist") =>
+                    || stderr.contains("does not exist")
+                    || stderr.contains("is incompatible") =>
             {
                 Ok(false)
             }
