@@ -43,6 +43,7 @@ NSDK_PACKAGES=(
     docker-registry:docker-registry
     skopeo:skopeo
     :busybox-static
+    ipset:ipset
     htpasswd:apache2-utils
     gcc:gcc
     curl:curl

@@ -198,12 +198,17 @@ pub fn read_objects(path: &str) -> anyhow::Result<Objects> {
     Ok(objects)
 }
 
-/// The IPVS plan of one family as text (`proxy-render --mode ipvs`).
+/// The IPVS plan of one family as text (`proxy-render --mode ipvs`): virtual and real
+/// servers as `ipvsadm -Ln` shows them, the `kube-ipvs0` addresses, the ipsets and the
+/// companion iptables rules.
 pub fn ipvs_plan_text(
-    _state: &proxy_rules::model::ProxyState,
-    _config: &ProxyConfig,
-    _family: IpFamily,
-    _scheduler: &str,
+    state: &proxy_rules::model::ProxyState,
+    config: &ProxyConfig,
+    family: IpFamily,
+    scheduler: &str,
 ) -> anyhow::Result<String> {
-    bail!("IPVS mode is not wired into this CLI yet")
+    let options = proxy_rules::ipvs::IpvsOptions::new()
+        .scheduler(scheduler)
+        .build()?;
+    Ok(proxy_rules::ipvs::plan(state, config, family, &options)?.to_text())
 }

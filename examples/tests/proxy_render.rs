@@ -378,3 +378,31 @@ fn ipv6_renders_for_ip6tables_and_ip6_table() {
         panic!("this test loads the rules and needs root: {SETUP_HINT}");
     }
 }
+
+#[test]
+fn ipvs_mode_prints_a_readable_plan() {
+    let file = compat("overall-iptables.yaml");
+    let mut args = vec!["--mode", "ipvs"];
+    args.extend_from_slice(IPTABLES_NODE);
+    args.push(file.to_str().unwrap());
+    let out = ok(&proxy_render(&args, None), "proxy-render --mode ipvs");
+    // ipvsadm -Ln style: the ClusterIP of ns1/svc1 with its real server.
+    assert!(out.contains("TCP  172.30.0.41:80 rr"), "{out}");
+    assert!(out.contains("-> 10.180.0.1:80"), "{out}");
+    // Affinity shows as persistence, as ipvsadm prints it.
+    assert!(out.contains("persistent 10800"), "{out}");
+    assert!(out.contains("kube-ipvs0"), "{out}");
+    assert!(out.contains("KUBE-CLUSTER-IP"), "{out}");
+    let bad = proxy_render(
+        &[
+            "--mode",
+            "ipvs",
+            "--ipvs-scheduler",
+            "nope",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("nope"));
+}

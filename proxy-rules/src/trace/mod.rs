@@ -1,1 +1,907 @@
-//! Packet tracer (being written).
+//! Packet tracer: what a node's kube-proxy rules do to the first packet of a new
+//! connection, in iptables mode and in nftables mode.
+//!
+//! The tracer is a small interpreter of the rules kube-proxy writes (and of the common
+//! rules around them). Give it a ruleset, a [`Packet`] and the node's local addresses
+//! ([`Node`]); it follows the packet through the netfilter hooks and returns a
+//! [`Trace`]: one [`TracePath`] per possible random choice (the `statistic` rules of
+//! iptables mode, `numgen random` in nftables mode), each with the DNAT target, whether
+//! the packet is masqueraded, the final [`Verdict`] and every rule it matched.
+//!
+//! - [`trace_iptables`] reads an [`IptablesDump`](crate::iptables::dump::IptablesDump):
+//!   `iptables-save` output from a node, or our own rendered restore input. When the
+//!   built-in chains have rules (`iptables-save` of a real node, or
+//!   [`complete_restore_input`](crate::iptables::IptablesRuleset::complete_restore_input))
+//!   the packet follows the real hook order; otherwise (kube-proxy's restore input,
+//!   which has no jump rules) the tracer enters kube-proxy's chains directly, as
+//!   upstream's test tracer does. See [`IptablesEntry`].
+//! - [`trace_nftables`] reads an [`NftTable`]: parsed from the dump or `nft -f` scripts
+//!   our renderer writes ([`NftTable::parse`], [`NftTable::from_ruleset`]) or from the
+//!   kernel's `nft -j list table ip kube-proxy` ([`NftTable::from_json`]). Base chains
+//!   run by hook and priority, from their `{ type … hook … priority … ; }` specs.
+//!
+//! What the tracer assumes: the packet starts a new connection (conntrack state
+//! `NEW`, no affinity entry yet, so `-m recent --rcheck` and lookups in dynamic sets
+//! such as `ip saddr @affinity-…` never match, even when a live table holds entries),
+//! the routing decision after DNAT is "local destination → input,
+//! otherwise forward", and a locally generated packet to a local address loops back
+//! through `lo` (prerouting without nat, then input). Anything it cannot evaluate (an
+//! unknown match, target or expression that decides whether a rule matches) is an
+//! error naming the table, chain and rule; it is never skipped silently.
+//!
+//! # Example
+//!
+//! ```
+//! use proxy_rules::config::ProxyConfig;
+//! use proxy_rules::iptables::dump::IptablesDump;
+//! use proxy_rules::model::{Endpoint, IpFamily, Protocol, ProxyState, ServicePort, ServicePortName};
+//! use proxy_rules::trace::{trace_iptables, trace_nftables, Node, NftTable, Origin, Packet, Verdict};
+//!
+//! let name = ServicePortName::new("ns1", "svc1", "p80", Protocol::Tcp);
+//! let mut state = ProxyState::new();
+//! state.add_service(ServicePort::cluster_ip(name.clone(), "172.30.0.41".parse()?, 80));
+//! state.set_endpoints(name, vec![Endpoint::ready("10.180.0.1".parse()?, 80)]);
+//! let config = ProxyConfig::new("node-1")
+//!     .node_ip("192.168.0.2".parse()?)
+//!     .cluster_cidr("10.0.0.0/8".parse()?);
+//! let node = Node::from_config(&config);
+//! let packet = Packet::new(Origin::Host, Protocol::Tcp, "192.168.0.2".parse()?, "172.30.0.41:80".parse()?);
+//!
+//! let rules = proxy_rules::iptables::render(&state, &config, IpFamily::V4)?;
+//! let dump = IptablesDump::parse(&rules.complete_restore_input(), "rendered")?;
+//! let trace = trace_iptables(&dump, &packet, &node)?;
+//! assert_eq!(trace.endpoints(), ["10.180.0.1:80".parse()?]);
+//! assert!(trace.masqueraded()); // the node is outside the pod network
+//!
+//! let table = NftTable::from_ruleset(&proxy_rules::nftables::render(&state, &config, IpFamily::V4)?)?;
+//! let trace = trace_nftables(&table, &packet, &node)?;
+//! assert_eq!(trace.endpoints(), ["10.180.0.1:80".parse()?]);
+//! assert_eq!(trace.verdict(), Some(Verdict::Accepted));
+//! println!("{trace}");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod iptables;
+mod nft;
+mod nft_json;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnetwork::IpNetwork;
+
+use crate::config::ProxyConfig;
+use crate::model::Protocol;
+use crate::{Error, Result};
+
+pub use iptables::{IptablesEntry, trace_iptables, trace_iptables_with};
+pub use nft::trace_nftables;
+pub use nft::{NftBaseChain, NftElement, NftTable, NftTableChain, NftTableRule, NftTableSet};
+
+/// The most paths one trace may have before the tracer gives up (a ruleset with that
+/// many random choices on one packet's way is not kube-proxy's).
+pub const MAX_PATHS: usize = 4096;
+
+/// How deep chains may call each other before the tracer reports a loop.
+const MAX_DEPTH: usize = 64;
+
+/// Where a packet comes from, which decides the hooks it passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// From a pod on this node: it arrives on an interface (prerouting, then input or
+    /// forward, then postrouting for forwarded packets).
+    Pod,
+    /// From outside the node (another node, a client, a load balancer): the same
+    /// hooks as [`Origin::Pod`].
+    External,
+    /// Generated by the node itself (a host-network process): output, then
+    /// postrouting; a packet to a local address then loops back through `lo`
+    /// (prerouting without nat, then input).
+    Host,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Origin::Pod => "pod",
+            Origin::External => "external",
+            Origin::Host => "host",
+        })
+    }
+}
+
+/// The first packet of a new connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Packet {
+    /// Where it comes from.
+    pub origin: Origin,
+    /// The L4 protocol.
+    pub protocol: Protocol,
+    /// The source address.
+    pub source: IpAddr,
+    /// The source port; only needed when a rule matches on it (`--sport`, `th sport`).
+    pub source_port: Option<u16>,
+    /// The destination address.
+    pub destination: IpAddr,
+    /// The destination port.
+    pub destination_port: u16,
+    /// The interface the packet arrives on (`-i`, `iifname`), for [`Origin::Pod`] and
+    /// [`Origin::External`]. Unset, a rule that tests it is an error. A host packet has
+    /// no input interface, except `lo` when it loops back to a local address.
+    pub in_interface: Option<String>,
+    /// The interface the packet leaves on (`-o`, `oifname`) when it is not for a local
+    /// address (local ones leave on `lo`). Unset, a rule that tests it is an error.
+    pub out_interface: Option<String>,
+    /// The packet mark it starts with (0 unless something set one before).
+    pub mark: u32,
+}
+
+impl Packet {
+    /// A packet from `source` to `destination` (address and port).
+    pub fn new(
+        origin: Origin,
+        protocol: Protocol,
+        source: IpAddr,
+        destination: SocketAddr,
+    ) -> Self {
+        Self {
+            origin,
+            protocol,
+            source,
+            source_port: None,
+            destination: destination.ip(),
+            destination_port: destination.port(),
+            in_interface: None,
+            out_interface: None,
+            mark: 0,
+        }
+    }
+
+    /// A TCP packet.
+    pub fn tcp(origin: Origin, source: IpAddr, destination: SocketAddr) -> Self {
+        Self::new(origin, Protocol::Tcp, source, destination)
+    }
+
+    /// A UDP packet.
+    pub fn udp(origin: Origin, source: IpAddr, destination: SocketAddr) -> Self {
+        Self::new(origin, Protocol::Udp, source, destination)
+    }
+
+    /// Set the source port.
+    #[must_use]
+    pub fn with_source_port(mut self, port: u16) -> Self {
+        self.source_port = Some(port);
+        self
+    }
+
+    /// Set the input interface.
+    #[must_use]
+    pub fn with_in_interface(mut self, name: impl Into<String>) -> Self {
+        self.in_interface = Some(name.into());
+        self
+    }
+
+    /// Set the output interface (for non-local destinations).
+    #[must_use]
+    pub fn with_out_interface(mut self, name: impl Into<String>) -> Self {
+        self.out_interface = Some(name.into());
+        self
+    }
+
+    /// Set the starting packet mark.
+    #[must_use]
+    pub fn with_mark(mut self, mark: u32) -> Self {
+        self.mark = mark;
+        self
+    }
+
+    /// The destination as `ip:port`.
+    pub fn destination_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.destination, self.destination_port)
+    }
+}
+
+impl fmt::Display for Packet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.origin, self.protocol)?;
+        match self.source_port {
+            Some(p) => write!(f, " {}", SocketAddr::new(self.source, p))?,
+            None => write!(f, " {}", self.source)?,
+        }
+        write!(f, " -> {}", self.destination_addr())?;
+        if let Some(i) = &self.in_interface {
+            write!(f, " in {i}")?;
+        }
+        if let Some(o) = &self.out_interface {
+            write!(f, " out {o}")?;
+        }
+        if self.mark != 0 {
+            write!(f, " mark {:#x}", self.mark)?;
+        }
+        Ok(())
+    }
+}
+
+/// Facts about the node the rules run on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Node {
+    /// The node's own addresses: what `--src-type/--dst-type LOCAL` and
+    /// `fib saddr|daddr type local` match, and where the routing decision delivers
+    /// locally. Loopback (`127.0.0.0/8`, `::1`) is always local besides these.
+    pub addresses: Vec<IpAddr>,
+}
+
+impl Node {
+    /// A node with these local addresses (loopback is implied).
+    pub fn new(addresses: impl IntoIterator<Item = IpAddr>) -> Self {
+        Self {
+            addresses: addresses.into_iter().collect(),
+        }
+    }
+
+    /// The node a configuration describes: its node IPs and other host addresses.
+    pub fn from_config(config: &ProxyConfig) -> Self {
+        let mut addresses: Vec<IpAddr> = Vec::new();
+        for ip in config.node_ips.iter().chain(&config.host_addresses) {
+            if !addresses.contains(ip) {
+                addresses.push(*ip);
+            }
+        }
+        Self { addresses }
+    }
+
+    /// Whether `ip` is one of the node's addresses (or loopback).
+    pub fn is_local(&self, ip: &IpAddr) -> bool {
+        ip.is_loopback() || self.addresses.contains(ip)
+    }
+}
+
+/// What finally happens to a packet on one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    /// It leaves the rules: delivered locally or forwarded (perhaps after DNAT).
+    Accepted,
+    /// Dropped silently (`DROP`, `drop`, or a chain policy).
+    Dropped,
+    /// Rejected with an ICMP error or a TCP reset (`REJECT`, `reject`).
+    Rejected,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Accepted => "accepted",
+            Verdict::Dropped => "dropped",
+            Verdict::Rejected => "rejected",
+        })
+    }
+}
+
+/// One rule a packet matched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Step {
+    /// The table: `nat`, `filter`, … for iptables; `ip kube-proxy` (family and name)
+    /// for nftables.
+    pub table: String,
+    /// The chain.
+    pub chain: String,
+    /// The rule's text (without `-A CHAIN` / `add rule … CHAIN`).
+    pub rule: String,
+    /// What happened besides the plain match, for random choices ("random: taken,
+    /// p=0.5000", "numgen: 1 of 2") and affinity updates.
+    pub note: Option<String>,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.table, self.chain, self.rule)?;
+        if let Some(n) = &self.note {
+            write!(f, "  [{n}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// How a trace entered the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TraceMode {
+    /// iptables, following the built-in chains of each hook in the kernel's order.
+    IptablesHooks,
+    /// iptables without jump rules in the built-in chains (kube-proxy's restore input):
+    /// nat `KUBE-SERVICES`, then filter `KUBE-SERVICES`, `KUBE-EXTERNAL-SERVICES`,
+    /// `KUBE-NODEPORTS`, `KUBE-PROXY-FIREWALL`, then nat `KUBE-POSTROUTING`, as
+    /// upstream's test tracer does.
+    IptablesKubeChains,
+    /// nftables, following the base chains of each hook by priority.
+    Nftables,
+}
+
+impl fmt::Display for TraceMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TraceMode::IptablesHooks => "iptables (built-in chains)",
+            TraceMode::IptablesKubeChains => "iptables (kube-proxy chains only)",
+            TraceMode::Nftables => "nftables",
+        })
+    }
+}
+
+/// One possible way through the rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracePath {
+    /// The probability of this path (the product of its random choices).
+    pub probability: f64,
+    /// The DNAT target, if the destination was rewritten.
+    pub dnat: Option<SocketAddr>,
+    /// Whether the source is rewritten on the way out (`MASQUERADE`, `SNAT`,
+    /// `masquerade`, `snat`).
+    pub masqueraded: bool,
+    /// The final verdict.
+    pub verdict: Verdict,
+    /// The rule that gave the last explicit verdict (`ACCEPT`, `DROP`, `REJECT`,
+    /// `accept`, `drop`, `reject`); `None` when the packet just ran through (chain
+    /// policies).
+    pub verdict_rule: Option<Step>,
+    /// The rules matched, in order.
+    pub steps: Vec<Step>,
+}
+
+impl TracePath {
+    /// The path as upstream's tracer prints its outcome: `DROP`, `REJECT`, the DNAT
+    /// target `ip:port`, `ACCEPT` for an explicit accept without DNAT, else empty.
+    pub fn upstream_output(&self) -> String {
+        match self.verdict {
+            Verdict::Dropped => "DROP".into(),
+            Verdict::Rejected => "REJECT".into(),
+            Verdict::Accepted => match (self.dnat, &self.verdict_rule) {
+                (Some(d), _) => d.to_string(),
+                (None, Some(_)) => "ACCEPT".into(),
+                (None, None) => String::new(),
+            },
+        }
+    }
+}
+
+/// Everything that can happen to a packet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    /// How the rules were entered.
+    pub mode: TraceMode,
+    /// The packet traced.
+    pub packet: Packet,
+    /// Every possible path, in the order of the choices (a `statistic` rule taken
+    /// before it is skipped; `numgen` values in order).
+    pub paths: Vec<TracePath>,
+}
+
+impl Trace {
+    /// The endpoints (DNAT targets) accepted paths reach, each once, in path order.
+    pub fn endpoints(&self) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for p in &self.paths {
+            if p.verdict == Verdict::Accepted
+                && let Some(d) = p.dnat
+                && !out.contains(&d)
+            {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    /// Each reachable endpoint with the probability of reaching it.
+    pub fn endpoint_probabilities(&self) -> Vec<(SocketAddr, f64)> {
+        let mut out: Vec<(SocketAddr, f64)> = Vec::new();
+        for p in &self.paths {
+            if p.verdict != Verdict::Accepted {
+                continue;
+            }
+            if let Some(d) = p.dnat {
+                match out.iter_mut().find(|(e, _)| *e == d) {
+                    Some((_, prob)) => *prob += p.probability,
+                    None => out.push((d, p.probability)),
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the packet is masqueraded (or SNATed) on any path.
+    pub fn masqueraded(&self) -> bool {
+        self.paths.iter().any(|p| p.masqueraded)
+    }
+
+    /// The verdict, if every path agrees.
+    pub fn verdict(&self) -> Option<Verdict> {
+        let first = self.paths.first()?.verdict;
+        self.paths
+            .iter()
+            .all(|p| p.verdict == first)
+            .then_some(first)
+    }
+
+    /// The outcome as upstream's `tracePacket` returns it: the distinct
+    /// [`TracePath::upstream_output`]s joined with `", "` (for example
+    /// `"10.180.0.4:80, 10.180.0.5:80"`, `"DROP"`, or `""` when nothing matched).
+    pub fn upstream_output(&self) -> String {
+        let mut outs: Vec<String> = Vec::new();
+        for p in &self.paths {
+            let o = p.upstream_output();
+            if !o.is_empty() && !outs.contains(&o) {
+                outs.push(o);
+            }
+        }
+        outs.join(", ")
+    }
+}
+
+impl fmt::Display for Trace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} through {}", self.packet, self.mode)?;
+        let n = self.paths.len();
+        for (i, p) in self.paths.iter().enumerate() {
+            write!(f, "path {}/{n} (p={:.4}): ", i + 1, p.probability)?;
+            match p.dnat {
+                Some(d) => write!(f, "DNAT to {d}")?,
+                None => f.write_str("no DNAT")?,
+            }
+            write!(
+                f,
+                ", {}, {}",
+                if p.masqueraded {
+                    "masqueraded"
+                } else {
+                    "not masqueraded"
+                },
+                p.verdict
+            )?;
+            if let Some(r) = &p.verdict_rule {
+                write!(f, " by {} {}", r.table, r.chain)?;
+            }
+            writeln!(f)?;
+            for s in &p.steps {
+                writeln!(f, "  {s}")?;
+            }
+        }
+        let eps: Vec<String> = self.endpoints().iter().map(|e| e.to_string()).collect();
+        write!(
+            f,
+            "summary: endpoints [{}], masquerade {}, verdict {}",
+            eps.join(", "),
+            if self.masqueraded() { "yes" } else { "no" },
+            match self.verdict() {
+                Some(v) => v.to_string(),
+                None => "differs by path".into(),
+            }
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Shared machinery: path enumeration, packet state, the hook walk.
+
+/// Records and replays random choices so every path can be enumerated by re-running
+/// the (deterministic) trace with a different script of choices.
+pub(crate) struct Chooser {
+    script: Vec<usize>,
+    made: Vec<(usize, usize)>,
+    probability: f64,
+}
+
+impl Chooser {
+    /// Choose one of `weights.len()` branches (weights are their probabilities).
+    pub(crate) fn choose(&mut self, weights: &[f64]) -> usize {
+        let i = self.made.len();
+        let c = self
+            .script
+            .get(i)
+            .copied()
+            .unwrap_or(0)
+            .min(weights.len().saturating_sub(1));
+        self.made.push((c, weights.len()));
+        self.probability *= weights.get(c).copied().unwrap_or(0.0);
+        c
+    }
+}
+
+/// Run `run` once per combination of choices it makes.
+pub(crate) fn explore<T>(mut run: impl FnMut(&mut Chooser) -> Result<T>) -> Result<Vec<(T, f64)>> {
+    let mut script: Vec<usize> = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        let mut ch = Chooser {
+            script: std::mem::take(&mut script),
+            made: Vec::new(),
+            probability: 1.0,
+        };
+        let r = run(&mut ch)?;
+        out.push((r, ch.probability));
+        if out.len() > MAX_PATHS {
+            return Err(Error::Unsupported(format!(
+                "more than {MAX_PATHS} paths through the rules for one packet"
+            )));
+        }
+        let mut made = ch.made;
+        loop {
+            match made.pop() {
+                None => return Ok(out),
+                Some((c, n)) if c + 1 < n => {
+                    script = made.iter().map(|m| m.0).collect();
+                    script.push(c + 1);
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// An interface as a rule sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Iface {
+    /// No interface in this hook (input interface of a locally generated packet,
+    /// output interface before routing).
+    None,
+    /// This interface.
+    Known(String),
+    /// There is one, but the packet description does not say which.
+    Unknown,
+}
+
+impl Iface {
+    fn from_option(name: &Option<String>) -> Self {
+        match name {
+            Some(n) => Iface::Known(n.clone()),
+            None => Iface::Unknown,
+        }
+    }
+
+    /// Match against a name pattern; `wildcard` is the suffix that makes it a prefix
+    /// match (`+` for iptables, `*` for nftables). `what` names the side in errors.
+    pub(crate) fn matches(
+        &self,
+        pattern: &str,
+        wildcard: char,
+        what: &str,
+    ) -> std::result::Result<bool, String> {
+        let name = match self {
+            Iface::None => "",
+            Iface::Known(n) => n.as_str(),
+            Iface::Unknown => {
+                return Err(format!(
+                    "the rule tests the {what} interface, which the packet does not give (set Packet::{what}_interface)"
+                ));
+            }
+        };
+        Ok(match pattern.strip_suffix(wildcard) {
+            Some(prefix) => !name.is_empty() && name.starts_with(prefix),
+            None => name == pattern,
+        })
+    }
+}
+
+/// The packet as it goes through the rules.
+#[derive(Debug, Clone)]
+pub(crate) struct State {
+    pub(crate) src: IpAddr,
+    pub(crate) dst: IpAddr,
+    pub(crate) sport: Option<u16>,
+    pub(crate) dport: u16,
+    pub(crate) proto: Protocol,
+    pub(crate) mark: u32,
+    pub(crate) dnat: Option<SocketAddr>,
+    pub(crate) snat: bool,
+    pub(crate) in_if: Iface,
+    pub(crate) out_if: Iface,
+    pub(crate) steps: Vec<Step>,
+    pub(crate) verdict_rule: Option<Step>,
+    pub(crate) traversed: Vec<String>,
+}
+
+impl State {
+    fn new(p: &Packet) -> Self {
+        Self {
+            src: p.source,
+            dst: p.destination,
+            sport: p.source_port,
+            dport: p.destination_port,
+            proto: p.protocol,
+            mark: p.mark,
+            dnat: None,
+            snat: false,
+            in_if: Iface::None,
+            out_if: Iface::None,
+            steps: Vec::new(),
+            verdict_rule: None,
+            traversed: Vec::new(),
+        }
+    }
+
+    /// Rewrite the destination (a DNAT); the port stays when none is given.
+    pub(crate) fn apply_dnat(&mut self, ip: IpAddr, port: Option<u16>) {
+        if self.dnat.is_some() {
+            return;
+        }
+        self.dst = ip;
+        if let Some(p) = port {
+            self.dport = p;
+        }
+        self.dnat = Some(SocketAddr::new(self.dst, self.dport));
+    }
+
+    fn into_path(self, verdict: Verdict, probability: f64) -> TracePath {
+        TracePath {
+            probability,
+            dnat: self.dnat,
+            masqueraded: self.snat && verdict == Verdict::Accepted,
+            verdict,
+            verdict_rule: self.verdict_rule,
+            steps: self.steps,
+        }
+    }
+}
+
+/// A netfilter hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+impl Hook {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+}
+
+/// How a hook (or a chain) ended for the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HookEnd {
+    /// The packet goes on.
+    Continue,
+    /// The packet's fate is decided.
+    Final(Verdict),
+}
+
+/// Something that runs the rules of one hook.
+pub(crate) trait HookRunner {
+    /// Run `hook`; `with_nat` is false when nat chains must be skipped (a looped-back
+    /// packet whose connection already has its NAT set up).
+    fn run_hook(
+        &mut self,
+        st: &mut State,
+        ch: &mut Chooser,
+        hook: Hook,
+        with_nat: bool,
+    ) -> Result<HookEnd>;
+}
+
+/// Walk the hooks a packet of `origin` passes, in the kernel's order.
+pub(crate) fn walk_hooks(
+    runner: &mut impl HookRunner,
+    st: &mut State,
+    ch: &mut Chooser,
+    packet: &Packet,
+    node: &Node,
+) -> Result<Verdict> {
+    macro_rules! hook {
+        ($hook:expr, $nat:expr) => {
+            if let HookEnd::Final(v) = runner.run_hook(st, ch, $hook, $nat)? {
+                return Ok(v);
+            }
+        };
+    }
+    match packet.origin {
+        Origin::Pod | Origin::External => {
+            st.in_if = Iface::from_option(&packet.in_interface);
+            st.out_if = Iface::None;
+            hook!(Hook::Prerouting, true);
+            if node.is_local(&st.dst) {
+                hook!(Hook::Input, true);
+            } else {
+                st.out_if = Iface::from_option(&packet.out_interface);
+                hook!(Hook::Forward, true);
+                hook!(Hook::Postrouting, true);
+            }
+        }
+        Origin::Host => {
+            st.in_if = Iface::None;
+            st.out_if = out_iface(packet, node, &st.dst);
+            hook!(Hook::Output, true);
+            // The route is looked up again after a DNAT in output.
+            st.out_if = out_iface(packet, node, &st.dst);
+            hook!(Hook::Postrouting, true);
+            if node.is_local(&st.dst) {
+                st.in_if = Iface::Known("lo".into());
+                st.out_if = Iface::None;
+                hook!(Hook::Prerouting, false);
+                hook!(Hook::Input, false);
+            }
+        }
+    }
+    Ok(Verdict::Accepted)
+}
+
+fn out_iface(packet: &Packet, node: &Node, dst: &IpAddr) -> Iface {
+    if node.is_local(dst) {
+        Iface::Known("lo".into())
+    } else {
+        Iface::from_option(&packet.out_interface)
+    }
+}
+
+/// Enumerate every path of a trace run by `run`, which returns the verdict and leaves
+/// the packet state behind.
+pub(crate) fn collect_paths(
+    packet: &Packet,
+    mut run: impl FnMut(&mut State, &mut Chooser) -> Result<Verdict>,
+) -> Result<Vec<TracePath>> {
+    let runs = explore(|ch| {
+        let mut st = State::new(packet);
+        let v = run(&mut st, ch)?;
+        Ok((st, v))
+    })?;
+    Ok(runs
+        .into_iter()
+        .map(|((st, v), p)| st.into_path(v, p))
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------
+// Small parsers shared by both tracers.
+
+/// Parse an address or network: `10.0.0.0/8`, `10.180.0.1`, `10.180.0.1/32`,
+/// `10.0.0.0/255.0.0.0`, `fd00::/64`.
+pub(crate) fn parse_net(text: &str) -> std::result::Result<IpNetwork, String> {
+    let t = text.trim();
+    if let Some((ip, mask)) = t.split_once('/') {
+        let addr: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("bad address {ip:?} in {t:?}"))?;
+        if let Ok(len) = mask.parse::<u8>() {
+            return IpNetwork::new(addr, len).map_err(|e| format!("bad network {t:?}: {e}"));
+        }
+        let m: IpAddr = mask
+            .parse()
+            .map_err(|_| format!("bad mask {mask:?} in {t:?}"))?;
+        return IpNetwork::with_netmask(addr, m).map_err(|e| format!("bad network {t:?}: {e}"));
+    }
+    let addr: IpAddr = t.parse().map_err(|_| format!("bad address {t:?}"))?;
+    Ok(IpNetwork::from(addr))
+}
+
+/// Whether a network contains an address (false across families).
+pub(crate) fn net_contains(net: &IpNetwork, ip: &IpAddr) -> bool {
+    match (net, ip) {
+        (IpNetwork::V4(n), IpAddr::V4(a)) => n.contains(*a),
+        (IpNetwork::V6(n), IpAddr::V6(a)) => n.contains(*a),
+        _ => false,
+    }
+}
+
+/// Parse a number in decimal or `0x` hex.
+pub(crate) fn parse_u32(text: &str) -> std::result::Result<u32, String> {
+    let t = text.trim();
+    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => t.parse(),
+    };
+    r.map_err(|_| format!("bad number {t:?}"))
+}
+
+/// Parse an IP protocol name or number.
+pub(crate) fn parse_proto(text: &str) -> std::result::Result<u8, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(6),
+        "udp" => Ok(17),
+        "sctp" => Ok(132),
+        "icmp" => Ok(1),
+        "icmpv6" | "ipv6-icmp" => Ok(58),
+        "udplite" => Ok(136),
+        "dccp" => Ok(33),
+        "esp" => Ok(50),
+        "ah" => Ok(51),
+        "gre" => Ok(47),
+        n => n
+            .parse::<u8>()
+            .map_err(|_| format!("unknown protocol {text:?}")),
+    }
+}
+
+/// Parse a `ip:port`, `ip`, `[v6]:port` or `v6` DNAT target.
+pub(crate) fn parse_host_port(text: &str) -> std::result::Result<(IpAddr, Option<u16>), String> {
+    let t = text.trim();
+    if let Some(rest) = t.strip_prefix('[') {
+        let (ip, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("bad address {t:?}"))?;
+        let ip: IpAddr = ip.parse().map_err(|_| format!("bad address {t:?}"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(parse_port(p, t)?),
+            None if after.is_empty() => None,
+            None => return Err(format!("bad address {t:?}")),
+        };
+        return Ok((ip, port));
+    }
+    if let Ok(ip) = t.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    let (ip, port) = t
+        .rsplit_once(':')
+        .ok_or_else(|| format!("bad address {t:?}"))?;
+    let ip: IpAddr = ip.parse().map_err(|_| format!("bad address {t:?}"))?;
+    Ok((ip, Some(parse_port(port, t)?)))
+}
+
+fn parse_port(p: &str, whole: &str) -> std::result::Result<u16, String> {
+    if p.contains('-') {
+        return Err(format!("port ranges are not supported in {whole:?}"));
+    }
+    p.parse().map_err(|_| format!("bad port in {whole:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explore_enumerates_every_combination_with_probabilities() {
+        let runs = explore(|ch| {
+            let a = ch.choose(&[0.5, 0.5]);
+            let b = if a == 1 {
+                ch.choose(&[1.0 / 3.0; 3])
+            } else {
+                9
+            };
+            Ok((a, b))
+        })
+        .unwrap();
+        let got: Vec<(usize, usize)> = runs.iter().map(|r| r.0).collect();
+        assert_eq!(got, [(0, 9), (1, 0), (1, 1), (1, 2)]);
+        let total: f64 = runs.iter().map(|r| r.1).sum();
+        assert!((total - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn small_parsers() {
+        assert_eq!(parse_net("10.180.0.1/32").unwrap().prefix(), 32);
+        assert_eq!(
+            parse_net("10.0.0.0/255.0.0.0").unwrap(),
+            "10.0.0.0/8".parse::<IpNetwork>().unwrap()
+        );
+        assert!(parse_net("10.0.0.0/40").is_err());
+        assert_eq!(parse_u32("0x4000").unwrap(), 0x4000);
+        assert_eq!(
+            parse_host_port("[fd00::1]:80").unwrap(),
+            ("fd00::1".parse().unwrap(), Some(80))
+        );
+        assert_eq!(
+            parse_host_port("10.0.0.1:8080").unwrap(),
+            ("10.0.0.1".parse().unwrap(), Some(8080))
+        );
+        assert_eq!(
+            parse_host_port("fd00::1").unwrap(),
+            ("fd00::1".parse().unwrap(), None)
+        );
+        assert!(parse_host_port("10.0.0.1:80-90").is_err());
+        assert_eq!(parse_proto("UDP").unwrap(), 17);
+    }
+
+    #[test]
+    fn interfaces_match_with_wildcards() {
+        let eth = Iface::Known("eth0".into());
+        assert!(eth.matches("eth+", '+', "in").unwrap());
+        assert!(!eth.matches("cbr0", '+', "in").unwrap());
+        assert!(!Iface::None.matches("eth+", '+', "in").unwrap());
+        assert!(Iface::Unknown.matches("eth0", '*', "in").is_err());
+    }
+}
