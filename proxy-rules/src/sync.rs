@@ -33,7 +33,7 @@ use crate::iptables::{IptablesRenderer, Table};
 use crate::metrics::{Metrics, SyncRecord};
 use crate::model::{IpFamily, ProxyState, ServiceName};
 use crate::names::{chains, is_service_chain_name};
-use crate::nftables::{NftRenderer, NftRuleset, TABLE, stale_chains, transaction};
+use crate::nftables::{NftRenderer, TABLE};
 use crate::store::{EndpointSliceSpec, ServiceSpec, ServiceStore};
 
 /// The proxy mode.
@@ -153,7 +153,8 @@ enum Backend {
     },
     Nft {
         renderer: NftRenderer,
-        last: Option<NftRuleset>,
+        /// Whether the kernel holds what the renderer last committed.
+        applied: bool,
         stale: BTreeMap<String, Instant>,
     },
 }
@@ -227,7 +228,7 @@ impl Proxier {
             },
             Mode::Nftables => Backend::Nft {
                 renderer: NftRenderer::new(config, family)?,
-                last: None,
+                applied: false,
                 stale: BTreeMap::new(),
             },
         })
@@ -257,15 +258,9 @@ impl Proxier {
     /// re-rendered and the next sync is full.
     pub fn set_config(&mut self, config: ProxyConfig) -> Result<()> {
         let backend = Self::backend(self.mode, &config, self.family)?;
-        // Keep what the nftables backend knows of the kernel.
-        self.backend = match (std::mem::replace(&mut self.backend, backend), self.mode) {
-            (Backend::Nft { last, stale, .. }, Mode::Nftables) => Backend::Nft {
-                renderer: NftRenderer::new(&config, self.family)?,
-                last,
-                stale,
-            },
-            (_, _) => Self::backend(self.mode, &config, self.family)?,
-        };
+        // A new configuration may change any object: the next sync replaces the table
+        // whole (atomically) and picks up the stale chains with it.
+        self.backend = backend;
         self.config = config;
         self.needs_full = true;
         Ok(())
@@ -295,7 +290,7 @@ impl Proxier {
                 }
                 ok
             }
-            Backend::Nft { last: None, .. } => true,
+            Backend::Nft { applied: false, .. } => true,
             Backend::Nft { .. } => self
                 .execs
                 .nft
@@ -306,8 +301,8 @@ impl Proxier {
         if !intact {
             tracing::warn!(family = %self.family, mode = self.mode.as_str(), "proxy rules were flushed by someone else; a full sync follows");
             self.needs_full = true;
-            if let Backend::Nft { last, .. } = &mut self.backend {
-                *last = None;
+            if let Backend::Nft { applied, .. } = &mut self.backend {
+                *applied = false;
             }
         }
         Ok(intact)
@@ -462,39 +457,48 @@ impl Proxier {
             }
             Backend::Nft {
                 renderer,
-                last,
+                applied,
                 stale,
             } => {
                 let t = Instant::now();
                 let changed_ports = renderer.update(&self.state, services);
                 report.changed_service_ports = changed_ports.len();
-                let new = renderer.ruleset();
                 let now = Instant::now();
                 let due: Vec<String> = stale
                     .iter()
                     .filter(|(name, since)| {
                         now.duration_since(**since) >= self.options.stale_chain_delay
-                            && !new.chains.contains_key(*name)
+                            && !renderer.ruleset().chains.contains_key(*name)
                     })
                     .map(|(name, _)| name.clone())
                     .collect();
-                let script = transaction(last.as_ref(), &new, full, &due);
+                let script = if !*applied {
+                    renderer.replace_script()
+                } else if full {
+                    renderer.full_script(&due)
+                } else {
+                    renderer.partial_script(&due)
+                };
                 report.render += t.elapsed();
                 report.bytes = script.len();
                 let t = Instant::now();
                 self.execs.nft.apply(&script).await?;
                 report.apply += t.elapsed();
-                report.deleted_chains = due.len();
-                for name in &due {
-                    stale.remove(name);
-                }
-                if let Some(old) = last.as_ref() {
-                    for name in stale_chains(old, &new) {
+                if *applied {
+                    report.deleted_chains = due.len();
+                    for name in &due {
+                        stale.remove(name);
+                    }
+                    for name in renderer.stale_chains() {
                         stale.entry(name).or_insert(now);
                     }
+                } else {
+                    // The table was replaced: no stale chain survives.
+                    stale.clear();
                 }
-                stale.retain(|name, _| !new.chains.contains_key(name));
-                *last = Some(new);
+                stale.retain(|name, _| !renderer.ruleset().chains.contains_key(name));
+                renderer.commit();
+                *applied = true;
             }
         }
         self.finish(report, start).await

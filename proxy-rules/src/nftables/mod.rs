@@ -638,29 +638,108 @@ fn render_service_port(
 pub fn render(state: &ProxyState, config: &ProxyConfig, family: IpFamily) -> Result<NftRuleset> {
     let mut r = NftRenderer::new(config, family)?;
     r.update(state, None);
-    Ok(r.ruleset())
+    Ok(r.ruleset().clone())
 }
 
 /// The nftables renderer with its per-service cache: the sync engine's state between
 /// syncs.
+///
+/// It keeps the whole table up to date as Services change (only the changed service
+/// ports are re-rendered and swapped in) and remembers, for every chain, set and map
+/// element touched since the last [`NftRenderer::commit`], what it was before: that is
+/// what the kernel still has, so [`NftRenderer::partial_script`] can say exactly what to
+/// change without comparing whole tables.
 #[derive(Debug, Clone)]
 pub struct NftRenderer {
     ctx: Context,
     objects: BTreeMap<ServicePortName, ServicePortObjects>,
+    current: NftRuleset,
+    pending: Pending,
+}
+
+/// What the kernel had (as far as we know) for everything touched since the last
+/// commit: `None` where it had nothing.
+#[derive(Debug, Clone, Default)]
+struct Pending {
+    chains: BTreeMap<String, Option<NftChain>>,
+    sets: BTreeMap<String, Option<NftSet>>,
+    elements: BTreeMap<(String, String), Option<NftElement>>,
 }
 
 impl NftRenderer {
     /// A renderer for one family.
     pub fn new(config: &ProxyConfig, family: IpFamily) -> Result<Self> {
+        let ctx = Context::new(config, family)?;
+        let current = base_ruleset(&ctx);
+        let mut pending = Pending::default();
+        // Nothing is known to be in the kernel yet.
+        for name in current.chains.keys() {
+            pending.chains.insert(name.clone(), None);
+        }
+        for name in current.sets.keys() {
+            pending.sets.insert(name.clone(), None);
+        }
         Ok(Self {
-            ctx: Context::new(config, family)?,
+            ctx,
             objects: BTreeMap::new(),
+            current,
+            pending,
         })
     }
 
     /// The family rendered.
     pub fn family(&self) -> IpFamily {
         self.ctx.family
+    }
+
+    fn remove_objects(&mut self, objs: &ServicePortObjects) {
+        for (name, _) in &objs.chains {
+            let old = self.current.chains.remove(name);
+            self.pending.chains.entry(name.clone()).or_insert(old);
+        }
+        for (name, _) in &objs.affinity_sets {
+            let old = self.current.sets.remove(name);
+            self.pending.sets.entry(name.clone()).or_insert(old);
+        }
+        for (set, key, _) in &objs.elements {
+            if let Some(s) = self.current.sets.get_mut(*set) {
+                let old = s.elements.remove(key);
+                self.pending
+                    .elements
+                    .entry(((*set).to_owned(), key.clone()))
+                    .or_insert(old);
+            }
+        }
+    }
+
+    fn insert_objects(&mut self, objs: &ServicePortObjects) {
+        for (name, rules) in &objs.chains {
+            let chain = NftChain {
+                rules: rules.clone(),
+                ..NftChain::default()
+            };
+            let old = self.current.chains.insert(name.clone(), chain);
+            self.pending.chains.entry(name.clone()).or_insert(old);
+        }
+        for (name, timeout) in &objs.affinity_sets {
+            let set = NftSet {
+                set_type: self.ctx.addr_type.into(),
+                flags: vec!["dynamic".into(), "timeout".into()],
+                timeout: Some(*timeout),
+                ..NftSet::default()
+            };
+            let old = self.current.sets.insert(name.clone(), set);
+            self.pending.sets.entry(name.clone()).or_insert(old);
+        }
+        for (set, key, el) in &objs.elements {
+            if let Some(s) = self.current.sets.get_mut(*set) {
+                let old = s.elements.insert(key.clone(), el.clone());
+                self.pending
+                    .elements
+                    .entry(((*set).to_owned(), key.clone()))
+                    .or_insert(old);
+            }
+        }
     }
 
     /// Re-render the given Services' ports (`None`: all) from `state`; returns the
@@ -677,17 +756,36 @@ impl NftRenderer {
             .filter(|k| services.is_none_or(|s| s.contains(&k.service)))
             .cloned()
             .collect();
-        let mut changed = BTreeSet::new();
-        for name in targets {
-            let new = state
-                .services
-                .get(&name)
-                .map(|svc| render_service_port(&self.ctx, svc, state.endpoints_of(&name)));
-            let old = self.objects.remove(&name);
-            if old != new {
-                changed.insert(name.clone());
+        let rendered: Vec<(ServicePortName, Option<ServicePortObjects>)> = targets
+            .into_iter()
+            .map(|name| {
+                let new = state
+                    .services
+                    .get(&name)
+                    .map(|svc| render_service_port(&self.ctx, svc, state.endpoints_of(&name)));
+                (name, new)
+            })
+            .collect();
+        let changed: BTreeSet<ServicePortName> = rendered
+            .iter()
+            .filter(|(name, new)| self.objects.get(name) != new.as_ref())
+            .map(|(name, _)| name.clone())
+            .collect();
+        // Every port of a changed Service is swapped out and in together: ports share
+        // their ClusterIP's `cluster-ips` element.
+        let services_changed: BTreeSet<&ServiceName> = changed.iter().map(|n| &n.service).collect();
+        for (name, _) in &rendered {
+            if services_changed.contains(&name.service)
+                && let Some(old) = self.objects.remove(name)
+            {
+                self.remove_objects(&old);
             }
-            if let Some(new) = new {
+        }
+        for (name, new) in rendered {
+            if services_changed.contains(&name.service)
+                && let Some(new) = new
+            {
+                self.insert_objects(&new);
                 self.objects.insert(name, new);
             }
         }
@@ -709,293 +807,419 @@ impl NftRenderer {
         })
     }
 
-    /// The whole table.
-    pub fn ruleset(&self) -> NftRuleset {
-        use objects::*;
-        let ctx = &self.ctx;
-        let ip = ctx.ip;
-        let addr = ctx.addr_type;
-        let mut rs = NftRuleset {
-            family: ctx.family,
-            chains: BTreeMap::new(),
-            sets: BTreeMap::new(),
-        };
-        let base = |t, h, p| NftChain {
-            base: Some(BaseChain {
-                chain_type: t,
-                hook: h,
-                priority: p,
-            }),
-            ..NftChain::default()
-        };
-        let jump = |extra: &str, to: &str| {
-            NftRule::new(if extra.is_empty() {
-                format!("jump {to}")
-            } else {
-                format!("{extra} jump {to}")
-            })
-        };
-        let new = "ct state new";
-        let mut add = |name: &str, chain: NftChain| {
-            rs.chains.insert(name.to_owned(), chain);
-        };
-        add(
-            "filter-prerouting-pre-dnat",
-            NftChain {
-                rules: vec![jump(new, FIREWALL_CHECK)],
-                ..base("filter", "prerouting", -110)
-            },
-        );
-        add(
-            "filter-output-pre-dnat",
-            NftChain {
-                rules: vec![jump(new, FIREWALL_CHECK)],
-                ..base("filter", "output", -110)
-            },
-        );
-        add(
-            "filter-input",
-            NftChain {
-                rules: vec![
-                    jump(new, NODEPORT_ENDPOINTS_CHECK),
-                    jump(new, SERVICE_ENDPOINTS_CHECK),
-                ],
-                ..base("filter", "input", 0)
-            },
-        );
-        add(
-            "filter-forward",
-            NftChain {
-                rules: vec![
-                    jump(new, SERVICE_ENDPOINTS_CHECK),
-                    jump(new, CLUSTER_IPS_CHECK),
-                ],
-                ..base("filter", "forward", 0)
-            },
-        );
-        add(
-            "filter-output",
-            NftChain {
-                rules: vec![
-                    jump(new, SERVICE_ENDPOINTS_CHECK),
-                    jump(new, CLUSTER_IPS_CHECK),
-                ],
-                ..base("filter", "output", 0)
-            },
-        );
-        add(
-            "nat-prerouting",
-            NftChain {
-                rules: vec![jump("", SERVICES)],
-                ..base("nat", "prerouting", -100)
-            },
-        );
-        add(
-            "nat-output",
-            NftChain {
-                rules: vec![jump("", SERVICES)],
-                ..base("nat", "output", -100)
-            },
-        );
-        add(
-            "nat-postrouting",
-            NftChain {
-                rules: vec![jump("", MASQUERADING)],
-                ..base("nat", "postrouting", 100)
-            },
-        );
-        let mark = &ctx.mark;
-        add(
-            MARK_FOR_MASQUERADE,
-            NftChain {
-                rules: vec![NftRule::new(format!("mark set mark or {mark}"))],
-                ..NftChain::default()
-            },
-        );
-        add(
-            MASQUERADING,
-            NftChain {
-                rules: vec![
-                    NftRule::new(format!("mark and {mark} == 0 return")),
-                    NftRule::new(format!("mark set mark xor {mark}")),
-                    NftRule::new("masquerade fully-random"),
-                ],
-                ..NftChain::default()
-            },
-        );
-        let mut cluster_ips_check = vec![NftRule::with_comment(
-            format!("{ip} daddr @{CLUSTER_IPS} reject"),
-            "Reject traffic to invalid ports of ClusterIPs",
-        )];
-        let cidrs: Vec<String> = ctx
-            .config
-            .service_cidrs
-            .iter()
-            .filter(|c| IpFamily::of_net(c) == ctx.family)
-            .map(|c| c.to_string())
-            .collect();
-        if !cidrs.is_empty() {
-            cluster_ips_check.push(NftRule::with_comment(
-                format!("{ip} daddr {{ {} }} drop", cidrs.join(" , ")),
-                "Drop traffic to unallocated ClusterIPs",
-            ));
-        }
-        add(
-            CLUSTER_IPS_CHECK,
-            NftChain {
-                rules: cluster_ips_check,
-                ..NftChain::default()
-            },
-        );
-        add(
-            REJECT_CHAIN,
-            NftChain {
-                comment: Some("helper for @no-endpoint-services / @no-endpoint-nodeports".into()),
-                rules: vec![NftRule::new("reject")],
-                ..NftChain::default()
-            },
-        );
-        add(
-            SERVICE_ENDPOINTS_CHECK,
-            NftChain {
-                rules: vec![NftRule::new(format!(
-                    "{ip} daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}"
-                ))],
-                ..NftChain::default()
-            },
-        );
-        let no_localhost = match ctx.family {
-            IpFamily::V4 => "ip daddr != 127.0.0.0/8",
-            IpFamily::V6 => "ip6 daddr != ::1",
-        };
-        let (np_check, np_dispatch) = match &ctx.nodeports {
-            NodePortTargets::All => (
-                format!("{no_localhost} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"),
-                format!(
-                    "fib daddr type local {no_localhost} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"
-                ),
-            ),
-            NodePortTargets::Addresses(_) => (
-                format!(
-                    "{ip} daddr @{NODEPORT_IPS} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"
-                ),
-                format!(
-                    "{ip} daddr @{NODEPORT_IPS} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"
-                ),
-            ),
-        };
-        add(
-            NODEPORT_ENDPOINTS_CHECK,
-            NftChain {
-                rules: vec![NftRule::new(np_check)],
-                ..NftChain::default()
-            },
-        );
-        add(
-            FIREWALL_CHECK,
-            NftChain {
-                rules: vec![NftRule::new(format!(
-                    "{ip} daddr . meta l4proto . th dport vmap @{FIREWALL_IPS}"
-                ))],
-                ..NftChain::default()
-            },
-        );
-        add(
-            SERVICES,
-            NftChain {
-                rules: vec![
-                    NftRule::new(format!(
-                        "{ip} daddr . meta l4proto . th dport vmap @{SERVICE_IPS}"
-                    )),
-                    NftRule::new(np_dispatch),
-                ],
-                ..NftChain::default()
-            },
-        );
-
-        let set = |t: String, comment: &str| NftSet {
-            set_type: t,
-            comment: Some(comment.to_owned()),
-            ..NftSet::default()
-        };
-        let map = |t: String, comment: &str| NftSet {
-            is_map: true,
-            set_type: t,
-            comment: Some(comment.to_owned()),
-            ..NftSet::default()
-        };
-        let key3 = format!("{addr} . inet_proto . inet_service : verdict");
-        rs.sets
-            .insert(CLUSTER_IPS.into(), set(addr.into(), "Active ClusterIPs"));
-        if let NodePortTargets::Addresses(ips) = &ctx.nodeports {
-            let mut s = set(addr.into(), "IPs that accept NodePort traffic");
-            for a in ips.iter().filter(|a| !a.is_loopback()) {
-                s.elements.insert(a.to_string(), NftElement::default());
-            }
-            rs.sets.insert(NODEPORT_IPS.into(), s);
-        }
-        rs.sets.insert(
-            FIREWALL_IPS.into(),
-            map(
-                key3.clone(),
-                "destinations that are subject to LoadBalancerSourceRanges",
-            ),
-        );
-        rs.sets.insert(
-            NO_ENDPOINT_NODEPORTS.into(),
-            map(
-                "inet_proto . inet_service : verdict".into(),
-                "vmap to drop or reject packets to service nodeports with no endpoints",
-            ),
-        );
-        rs.sets.insert(
-            NO_ENDPOINT_SERVICES.into(),
-            map(
-                key3.clone(),
-                "vmap to drop or reject packets to services with no endpoints",
-            ),
-        );
-        rs.sets.insert(
-            SERVICE_IPS.into(),
-            map(key3, "ClusterIP, ExternalIP and LoadBalancer IP traffic"),
-        );
-        rs.sets.insert(
-            SERVICE_NODEPORTS.into(),
-            map(
-                "inet_proto . inet_service : verdict".into(),
-                "NodePort traffic",
-            ),
-        );
-
-        for objs in self.objects.values() {
-            for (name, rules) in &objs.chains {
-                rs.chains.insert(
-                    name.clone(),
-                    NftChain {
-                        rules: rules.clone(),
-                        ..NftChain::default()
-                    },
-                );
-            }
-            for (name, timeout) in &objs.affinity_sets {
-                rs.sets.insert(
-                    name.clone(),
-                    NftSet {
-                        set_type: addr.into(),
-                        flags: vec!["dynamic".into(), "timeout".into()],
-                        timeout: Some(*timeout),
-                        ..NftSet::default()
-                    },
-                );
-            }
-            for (set, key, el) in &objs.elements {
-                if let Some(s) = rs.sets.get_mut(*set) {
-                    s.elements.insert(key.clone(), el.clone());
-                }
-            }
-        }
-        rs
+    /// The whole table as rendered now.
+    pub fn ruleset(&self) -> &NftRuleset {
+        &self.current
     }
+
+    /// Chains the kernel has (as far as we know) that the table no longer has: to be
+    /// flushed now and deleted later.
+    pub fn stale_chains(&self) -> Vec<String> {
+        self.pending
+            .chains
+            .iter()
+            .filter(|(name, old)| old.is_some() && !self.current.chains.contains_key(*name))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Whether anything changed since the last commit.
+    pub fn has_pending_changes(&self) -> bool {
+        self.pending
+            .chains
+            .iter()
+            .any(|(n, old)| old.as_ref() != self.current.chains.get(n))
+            || self
+                .pending
+                .sets
+                .iter()
+                .any(|(n, old)| old.is_some() != self.current.sets.contains_key(n))
+            || self.pending.elements.iter().any(|((set, key), old)| {
+                old.as_ref() != self.current.sets.get(set).and_then(|s| s.elements.get(key))
+            })
+    }
+
+    /// Mark the current table as what the kernel has (after a successful apply).
+    pub fn commit(&mut self) {
+        self.pending = Pending::default();
+    }
+
+    /// A script replacing the table whole (first sync, or the kernel's table was lost).
+    pub fn replace_script(&self) -> String {
+        self.current.replace_script()
+    }
+
+    /// A full sync's script: every chain flushed and rewritten, every set and map other
+    /// than the affinity sets flushed and refilled, chains the table no longer has
+    /// flushed, stale affinity sets deleted, and `delete_chains` deleted.
+    pub fn full_script(&self, delete_chains: &[String]) -> String {
+        let cur = &self.current;
+        let p = cur.prefix();
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", cur.table_line());
+        for (name, chain) in &cur.chains {
+            let _ = writeln!(out, "{}", cur.chain_line(name, chain));
+        }
+        for (name, set) in &cur.sets {
+            let _ = writeln!(out, "{}", cur.set_line(name, set));
+        }
+        for name in cur.chains.keys().cloned().chain(self.stale_chains()) {
+            let _ = writeln!(out, "flush chain {p} {name}");
+        }
+        for (name, set) in cur.sets.iter().filter(|(n, _)| !is_affinity_set(n)) {
+            let kind = if set.is_map { "map" } else { "set" };
+            let _ = writeln!(out, "flush {kind} {p} {name}");
+        }
+        for (name, chain) in &cur.chains {
+            for rule in &chain.rules {
+                let _ = writeln!(out, "{}", cur.rule_line(name, rule));
+            }
+        }
+        for (name, set) in cur.sets.iter().filter(|(n, _)| !is_affinity_set(n)) {
+            for (key, el) in &set.elements {
+                let _ = writeln!(out, "{}", cur.element_line("add", name, key, el));
+            }
+        }
+        self.write_set_and_chain_deletes(&mut out, delete_chains);
+        out
+    }
+
+    /// A partial sync's script: only what changed since the last commit (chains
+    /// rewritten, elements deleted and added one by one), plus `delete_chains`.
+    pub fn partial_script(&self, delete_chains: &[String]) -> String {
+        let cur = &self.current;
+        let p = cur.prefix();
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", cur.table_line());
+        let mut rewrite: Vec<&String> = Vec::new();
+        let mut flushes = Vec::new();
+        for (name, old) in &self.pending.chains {
+            match (old, cur.chains.get(name)) {
+                (None, Some(new)) => {
+                    let _ = writeln!(out, "{}", cur.chain_line(name, new));
+                    rewrite.push(name);
+                }
+                (Some(o), Some(new)) if o != new => {
+                    if o.base != new.base || o.comment != new.comment {
+                        let _ = writeln!(out, "{}", cur.chain_line(name, new));
+                    }
+                    flushes.push(format!("flush chain {p} {name}"));
+                    rewrite.push(name);
+                }
+                (Some(_), None) => flushes.push(format!("flush chain {p} {name}")),
+                _ => {}
+            }
+        }
+        for (name, old) in &self.pending.sets {
+            if let (None, Some(new)) = (old, cur.sets.get(name)) {
+                let _ = writeln!(out, "{}", cur.set_line(name, new));
+            }
+        }
+        for line in flushes {
+            let _ = writeln!(out, "{line}");
+        }
+        let mut adds = Vec::new();
+        for ((set, key), old) in &self.pending.elements {
+            let new = cur.sets.get(set).and_then(|s| s.elements.get(key));
+            if old.as_ref() == new {
+                continue;
+            }
+            if old.is_some() {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    cur.element_line("delete", set, key, &NftElement::default())
+                );
+            }
+            if let Some(el) = new {
+                adds.push(cur.element_line("add", set, key, el));
+            }
+        }
+        for name in rewrite {
+            for rule in &cur.chains[name].rules {
+                let _ = writeln!(out, "{}", cur.rule_line(name, rule));
+            }
+        }
+        for line in adds {
+            let _ = writeln!(out, "{line}");
+        }
+        self.write_set_and_chain_deletes(&mut out, delete_chains);
+        out
+    }
+
+    fn write_set_and_chain_deletes(&self, out: &mut String, delete_chains: &[String]) {
+        let p = self.current.prefix();
+        for (name, old) in &self.pending.sets {
+            if let (Some(old), None) = (old, self.current.sets.get(name)) {
+                let kind = if old.is_map { "map" } else { "set" };
+                let _ = writeln!(out, "delete {kind} {p} {name}");
+            }
+        }
+        for c in delete_chains
+            .iter()
+            .filter(|c| !self.current.chains.contains_key(*c))
+        {
+            let _ = writeln!(out, "delete chain {p} {c}");
+        }
+    }
+}
+
+/// The fixed part of the table: base chains, top-level chains and rules, sets and maps.
+fn base_ruleset(ctx: &Context) -> NftRuleset {
+    use objects::*;
+    let ip = ctx.ip;
+    let addr = ctx.addr_type;
+    let mut rs = NftRuleset {
+        family: ctx.family,
+        chains: BTreeMap::new(),
+        sets: BTreeMap::new(),
+    };
+    let base = |t, h, p| NftChain {
+        base: Some(BaseChain {
+            chain_type: t,
+            hook: h,
+            priority: p,
+        }),
+        ..NftChain::default()
+    };
+    let jump = |extra: &str, to: &str| {
+        NftRule::new(if extra.is_empty() {
+            format!("jump {to}")
+        } else {
+            format!("{extra} jump {to}")
+        })
+    };
+    let new = "ct state new";
+    let mut add = |name: &str, chain: NftChain| {
+        rs.chains.insert(name.to_owned(), chain);
+    };
+    add(
+        "filter-prerouting-pre-dnat",
+        NftChain {
+            rules: vec![jump(new, FIREWALL_CHECK)],
+            ..base("filter", "prerouting", -110)
+        },
+    );
+    add(
+        "filter-output-pre-dnat",
+        NftChain {
+            rules: vec![jump(new, FIREWALL_CHECK)],
+            ..base("filter", "output", -110)
+        },
+    );
+    add(
+        "filter-input",
+        NftChain {
+            rules: vec![
+                jump(new, NODEPORT_ENDPOINTS_CHECK),
+                jump(new, SERVICE_ENDPOINTS_CHECK),
+            ],
+            ..base("filter", "input", 0)
+        },
+    );
+    add(
+        "filter-forward",
+        NftChain {
+            rules: vec![
+                jump(new, SERVICE_ENDPOINTS_CHECK),
+                jump(new, CLUSTER_IPS_CHECK),
+            ],
+            ..base("filter", "forward", 0)
+        },
+    );
+    add(
+        "filter-output",
+        NftChain {
+            rules: vec![
+                jump(new, SERVICE_ENDPOINTS_CHECK),
+                jump(new, CLUSTER_IPS_CHECK),
+            ],
+            ..base("filter", "output", 0)
+        },
+    );
+    add(
+        "nat-prerouting",
+        NftChain {
+            rules: vec![jump("", SERVICES)],
+            ..base("nat", "prerouting", -100)
+        },
+    );
+    add(
+        "nat-output",
+        NftChain {
+            rules: vec![jump("", SERVICES)],
+            ..base("nat", "output", -100)
+        },
+    );
+    add(
+        "nat-postrouting",
+        NftChain {
+            rules: vec![jump("", MASQUERADING)],
+            ..base("nat", "postrouting", 100)
+        },
+    );
+    let mark = &ctx.mark;
+    add(
+        MARK_FOR_MASQUERADE,
+        NftChain {
+            rules: vec![NftRule::new(format!("mark set mark or {mark}"))],
+            ..NftChain::default()
+        },
+    );
+    add(
+        MASQUERADING,
+        NftChain {
+            rules: vec![
+                NftRule::new(format!("mark and {mark} == 0 return")),
+                NftRule::new(format!("mark set mark xor {mark}")),
+                NftRule::new("masquerade fully-random"),
+            ],
+            ..NftChain::default()
+        },
+    );
+    let mut cluster_ips_check = vec![NftRule::with_comment(
+        format!("{ip} daddr @{CLUSTER_IPS} reject"),
+        "Reject traffic to invalid ports of ClusterIPs",
+    )];
+    let cidrs: Vec<String> = ctx
+        .config
+        .service_cidrs
+        .iter()
+        .filter(|c| IpFamily::of_net(c) == ctx.family)
+        .map(|c| c.to_string())
+        .collect();
+    if !cidrs.is_empty() {
+        cluster_ips_check.push(NftRule::with_comment(
+            format!("{ip} daddr {{ {} }} drop", cidrs.join(" , ")),
+            "Drop traffic to unallocated ClusterIPs",
+        ));
+    }
+    add(
+        CLUSTER_IPS_CHECK,
+        NftChain {
+            rules: cluster_ips_check,
+            ..NftChain::default()
+        },
+    );
+    add(
+        REJECT_CHAIN,
+        NftChain {
+            comment: Some("helper for @no-endpoint-services / @no-endpoint-nodeports".into()),
+            rules: vec![NftRule::new("reject")],
+            ..NftChain::default()
+        },
+    );
+    add(
+        SERVICE_ENDPOINTS_CHECK,
+        NftChain {
+            rules: vec![NftRule::new(format!(
+                "{ip} daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}"
+            ))],
+            ..NftChain::default()
+        },
+    );
+    let no_localhost = match ctx.family {
+        IpFamily::V4 => "ip daddr != 127.0.0.0/8",
+        IpFamily::V6 => "ip6 daddr != ::1",
+    };
+    let (np_check, np_dispatch) = match &ctx.nodeports {
+        NodePortTargets::All => (
+            format!("{no_localhost} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"),
+            format!(
+                "fib daddr type local {no_localhost} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"
+            ),
+        ),
+        NodePortTargets::Addresses(_) => (
+            format!(
+                "{ip} daddr @{NODEPORT_IPS} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"
+            ),
+            format!("{ip} daddr @{NODEPORT_IPS} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"),
+        ),
+    };
+    add(
+        NODEPORT_ENDPOINTS_CHECK,
+        NftChain {
+            rules: vec![NftRule::new(np_check)],
+            ..NftChain::default()
+        },
+    );
+    add(
+        FIREWALL_CHECK,
+        NftChain {
+            rules: vec![NftRule::new(format!(
+                "{ip} daddr . meta l4proto . th dport vmap @{FIREWALL_IPS}"
+            ))],
+            ..NftChain::default()
+        },
+    );
+    add(
+        SERVICES,
+        NftChain {
+            rules: vec![
+                NftRule::new(format!(
+                    "{ip} daddr . meta l4proto . th dport vmap @{SERVICE_IPS}"
+                )),
+                NftRule::new(np_dispatch),
+            ],
+            ..NftChain::default()
+        },
+    );
+
+    let set = |t: String, comment: &str| NftSet {
+        set_type: t,
+        comment: Some(comment.to_owned()),
+        ..NftSet::default()
+    };
+    let map = |t: String, comment: &str| NftSet {
+        is_map: true,
+        set_type: t,
+        comment: Some(comment.to_owned()),
+        ..NftSet::default()
+    };
+    let key3 = format!("{addr} . inet_proto . inet_service : verdict");
+    rs.sets
+        .insert(CLUSTER_IPS.into(), set(addr.into(), "Active ClusterIPs"));
+    if let NodePortTargets::Addresses(ips) = &ctx.nodeports {
+        let mut s = set(addr.into(), "IPs that accept NodePort traffic");
+        for a in ips.iter().filter(|a| !a.is_loopback()) {
+            s.elements.insert(a.to_string(), NftElement::default());
+        }
+        rs.sets.insert(NODEPORT_IPS.into(), s);
+    }
+    rs.sets.insert(
+        FIREWALL_IPS.into(),
+        map(
+            key3.clone(),
+            "destinations that are subject to LoadBalancerSourceRanges",
+        ),
+    );
+    rs.sets.insert(
+        NO_ENDPOINT_NODEPORTS.into(),
+        map(
+            "inet_proto . inet_service : verdict".into(),
+            "vmap to drop or reject packets to service nodeports with no endpoints",
+        ),
+    );
+    rs.sets.insert(
+        NO_ENDPOINT_SERVICES.into(),
+        map(
+            key3.clone(),
+            "vmap to drop or reject packets to services with no endpoints",
+        ),
+    );
+    rs.sets.insert(
+        SERVICE_IPS.into(),
+        map(key3, "ClusterIP, ExternalIP and LoadBalancer IP traffic"),
+    );
+    rs.sets.insert(
+        SERVICE_NODEPORTS.into(),
+        map(
+            "inet_proto . inet_service : verdict".into(),
+            "NodePort traffic",
+        ),
+    );
+
+    rs
 }
 
 /// Whether a set is a per-endpoint affinity set (its elements are kernel state, never
