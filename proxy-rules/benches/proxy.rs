@@ -28,7 +28,7 @@ use proxy_rules::iptables::IptablesRenderer;
 use proxy_rules::model::{
     Endpoint, IpFamily, Protocol, ProxyState, ServiceName, ServicePort, ServicePortName,
 };
-use proxy_rules::nftables::{NftRenderer, transaction};
+use proxy_rules::nftables::NftRenderer;
 use proxy_rules::store::{EndpointSliceSpec, ServiceSpec, SliceEndpoint, SlicePort};
 use proxy_rules::sync::{Event, Execs, Mode, SyncEngine, SyncOptions};
 
@@ -244,8 +244,8 @@ fn part_incremental(services: usize) {
     // nftables
     let mut n = NftRenderer::new(&cfg, IpFamily::V4).unwrap();
     n.update(&st, None);
-    let mut last = n.ruleset();
-    let full_bytes = last.replace_script().len();
+    n.commit();
+    let full_bytes = n.replace_script().len();
     let mut times = Vec::new();
     for k in 0..21 {
         let mut eps = st.endpoints_of(&target).to_vec();
@@ -253,11 +253,10 @@ fn part_incremental(services: usize) {
         st.set_endpoints(target.clone(), eps);
         let t = Instant::now();
         n.update(&st, Some(&changed));
-        let new = n.ruleset();
-        let script = transaction(Some(&last), &new, false, &[]);
+        let script = n.partial_script(&[]);
         times.push(t.elapsed());
         bytes = script.len();
-        last = new;
+        n.commit();
     }
     println!(
         "| nftables | {} | {} | {bytes} | {full_bytes} |",
