@@ -1,0 +1,267 @@
+//! `proxy-sync` end to end in a network namespace: it applies a file, follows its
+//! changes with partial syncs, survives a broken file, serves kube-proxy's metrics, and
+//! leaves the rules in place on SIGTERM; `--once` and `--cleanup`. Needs root.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+use node_sdk_e2e::Netns;
+
+fn objects(endpoint: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: List\nitems:\n\
+         - {{apiVersion: v1, kind: Service, metadata: {{name: web, namespace: demo}}, spec: {{clusterIP: 172.30.0.10, ports: [{{name: http, port: 80}}]}}}}\n\
+         - {{apiVersion: v1, kind: Service, metadata: {{name: dns, namespace: demo}}, spec: {{clusterIP: 172.30.0.53, ports: [{{name: dns, port: 53, protocol: UDP}}]}}}}\n\
+         - {{apiVersion: discovery.k8s.io/v1, kind: EndpointSlice, metadata: {{name: web-1, namespace: demo, labels: {{kubernetes.io/service-name: web}}}}, addressType: IPv4, ports: [{{name: http, port: 8080, protocol: TCP}}], endpoints: [{{addresses: [{endpoint}]}}]}}\n"
+    )
+}
+
+struct Sync {
+    child: Child,
+    lines: Receiver<String>,
+    errors: Receiver<String>,
+}
+
+impl Sync {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting proxy-sync");
+        let (tx, lines) = channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let (etx, errors) = channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = etx.send(l);
+            }
+        });
+        Self {
+            child,
+            lines,
+            errors,
+        }
+    }
+
+    fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("proxy-sync printed nothing within 60 s")
+    }
+
+    fn next_error(&self, containing: &str) -> String {
+        loop {
+            let l = self
+                .errors
+                .recv_timeout(Duration::from_secs(60))
+                .expect("no such message on stderr within 60 s");
+            if l.contains(containing) {
+                return l;
+            }
+        }
+    }
+}
+
+impl Drop for Sync {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The nat table without iptables-save's timestamp comments.
+fn nat(ns: &Netns) -> String {
+    String::from_utf8(ns.exec(&["iptables-save", "-t", "nat"], None).stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn follows_the_file_with_partial_syncs_and_serves_metrics() {
+    let ns = Netns::new("psync");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(&file, objects("10.180.0.5")).unwrap();
+    let sync = Sync::start(&[
+        "--mode",
+        "iptables",
+        "--netns",
+        ns.name(),
+        "--hostname-override",
+        "node-a",
+        "--node-ip",
+        "192.168.0.2",
+        "--cluster-cidr",
+        "10.0.0.0/8",
+        "--iptables-min-sync-period",
+        "100ms",
+        "--file-check-period",
+        "100ms",
+        "--metrics-bind-address",
+        "127.0.0.1:0",
+        file.to_str().unwrap(),
+    ]);
+    let served = sync.next_error("serving metrics on");
+    let addr = served
+        .trim_start_matches("serving metrics on http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let first = sync.next_line();
+    assert!(first.contains("sync ipv4 iptables full:"), "{first}");
+    assert!(nat(&ns).contains("--to-destination 10.180.0.5:8080"));
+    assert!(
+        nat(&ns).contains("demo/dns:dns has no endpoints")
+            || String::from_utf8(ns.exec(&["iptables-save", "-t", "filter"], None).stdout)
+                .unwrap()
+                .contains("demo/dns:dns has no endpoints")
+    );
+
+    // The endpoint moves: a partial sync rewrites only that Service.
+    std::fs::write(&file, objects("10.180.0.6")).unwrap();
+    let line = sync.next_line();
+    assert!(
+        line.contains("iptables partial:") && line.contains("1 service ports changed"),
+        "{line}"
+    );
+    let rules = nat(&ns);
+    assert!(
+        rules.contains("--to-destination 10.180.0.6:8080") && !rules.contains("10.180.0.5"),
+        "{rules}"
+    );
+
+    // A broken file is reported and changes nothing.
+    std::fs::write(&file, "kind: List\nitems: [\n  - {").unwrap();
+    let err = sync.next_error("keeping the rules");
+    assert!(
+        err.contains("objects.yaml") && err.contains("invalid YAML"),
+        "{err}"
+    );
+    assert_eq!(nat(&ns), rules);
+
+    // Fixed again: synced.
+    std::fs::write(&file, objects("10.180.0.7")).unwrap();
+    let line = sync.next_line();
+    assert!(line.contains("partial"), "{line}");
+    assert!(nat(&ns).contains("10.180.0.7:8080"));
+
+    // kube-proxy's metric names.
+    let m = http_get(&addr, "/metrics");
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(
+        m.contains("kubeproxy_sync_proxy_rules_duration_seconds_count 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kubeproxy_sync_partial_proxy_rules_duration_seconds_count 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kubeproxy_sync_proxy_rules_iptables_total{table=\"nat\"}"),
+        "{m}"
+    );
+    assert!(http_get(&addr, "/healthz").contains("\"syncs\": 3"));
+
+    // SIGTERM: it stops and the rules stay.
+    let mut sync = sync;
+    Command::new("kill")
+        .args(["-TERM", &sync.child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = sync.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(nat(&ns).contains("10.180.0.7:8080"));
+}
+
+#[test]
+fn once_in_nftables_mode_then_cleanup() {
+    let ns = Netns::new("ponce");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("o.yaml");
+    std::fs::write(&file, objects("10.180.0.5")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
+        .args([
+            "--mode",
+            "nftables",
+            "--once",
+            "--netns",
+            ns.name(),
+            "--hostname-override",
+            "n",
+            "--node-ip",
+            "192.168.0.2",
+            "--metrics-bind-address",
+            "",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sync ipv4 nftables full:"));
+    let table = String::from_utf8(
+        ns.exec(&["nft", "list", "table", "ip", "kube-proxy"], None)
+            .stdout,
+    )
+    .unwrap();
+    assert!(table.contains("10.180.0.5:8080"), "{table}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
+        .args(["--cleanup", "--netns", ns.name()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tables = String::from_utf8(ns.exec(&["nft", "list", "tables"], None).stdout).unwrap();
+    assert!(!tables.contains("kube-proxy"), "{tables}");
+}
+
+#[test]
+fn a_broken_file_at_start_applies_nothing() {
+    let ns = Netns::new("pbad");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("o.yaml");
+    std::fs::write(&file, "{ not json").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
+        .args([
+            "--once",
+            "--netns",
+            ns.name(),
+            "--metrics-bind-address",
+            "",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid JSON"));
+    assert!(!nat(&ns).contains("KUBE-SERVICES"));
+}
