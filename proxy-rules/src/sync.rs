@@ -71,6 +71,10 @@ pub struct SyncOptions {
     pub conntrack_cleanup: bool,
     /// On the first sync, remove the other mode's rules (true).
     pub cleanup_other_modes: bool,
+    /// iptables mode: split a restore declaring more per-service chains than this into
+    /// several `iptables-restore` calls (2000; 0: never). See
+    /// [`IptablesRenderer::restore_inputs`] for why.
+    pub iptables_restore_max_chains: usize,
 }
 
 impl Default for SyncOptions {
@@ -82,6 +86,7 @@ impl Default for SyncOptions {
             stale_chain_delay: Duration::from_secs(1),
             conntrack_cleanup: true,
             cleanup_other_modes: true,
+            iptables_restore_max_chains: 2000,
         }
     }
 }
@@ -447,12 +452,15 @@ impl Proxier {
                 // Partial: only the changed service ports' chains (unless the
                 // large-cluster mode flipped and everything was re-rendered).
                 let only = (!full && !upd.full).then_some(&upd.changed);
-                let input = renderer.ruleset(only, &stale).restore_input();
+                let inputs =
+                    renderer.restore_inputs(only, &stale, self.options.iptables_restore_max_chains);
                 report.render += t.elapsed();
-                report.bytes = input.len();
+                report.bytes = inputs.iter().map(String::len).sum();
                 report.deleted_chains = stale.len();
                 let t = Instant::now();
-                self.execs.iptables.restore(family, &input).await?;
+                for input in &inputs {
+                    self.execs.iptables.restore(family, input).await?;
+                }
                 report.apply += t.elapsed();
             }
             Backend::Nft {

@@ -148,6 +148,13 @@ proptest! {
         rt.block_on(fake.restore(IpFamily::V4, &partial)).unwrap();
         let want = IptablesDump::parse(&full_b.restore_input(), "b").unwrap();
         prop_assert_eq!(kube_chains(&fake.dump(IpFamily::V4)), kube_chains(&want));
+        // The same update split into small restores gives the same rules.
+        let chunked = FakeIptables::new();
+        rt.block_on(chunked.restore(IpFamily::V4, &full_a)).unwrap();
+        for input in r.restore_inputs(only, &removed, 3) {
+            rt.block_on(chunked.restore(IpFamily::V4, &input)).unwrap();
+        }
+        prop_assert_eq!(kube_chains(&chunked.dump(IpFamily::V4)), kube_chains(&want));
 
         // nftables: the incrementally kept table equals the render of B, and the partial
         // script holds the same operations as the whole-table comparison.

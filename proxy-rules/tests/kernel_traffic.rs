@@ -134,11 +134,16 @@ fn engine(lab: &Lab, mode: Mode) -> SyncEngine {
     let config = ProxyConfig::new(NODE_NAME)
         .node_ip(NODE_IP.parse().unwrap())
         .cluster_cidr("10.180.0.0/16".parse().unwrap());
+    // Small restore chunks, so the full syncs here go through split restores too.
+    let options = SyncOptions {
+        iptables_restore_max_chains: 4,
+        ..SyncOptions::default()
+    };
     SyncEngine::new(
         mode,
         &[IpFamily::V4],
         config,
-        SyncOptions::default(),
+        options,
         Execs::commands(Target::netns(lab.node.name())),
     )
     .unwrap()

@@ -1136,6 +1136,81 @@ impl IptablesRenderer {
         }
     }
 
+    /// The restore input of [`IptablesRenderer::ruleset`], split into several
+    /// `iptables-restore --noflush` calls when it declares more than `max_chains`
+    /// per-service chains (0: never split).
+    ///
+    /// iptables-nft 1.8.9 (Debian 12) takes time proportional to the chains declared
+    /// times the rules added in one `--noflush` call: 25 s for 2,000 services of 10
+    /// endpoints in one call, 1.9 s in ten (iptables-legacy: 0.8 s in one). So large
+    /// restores go in chunks of whole service ports (each chunk atomic, its chains
+    /// complete: nothing references them until the last call), then one call with the
+    /// filter table, nat's `KUBE-SERVICES` and `KUBE-NODEPORTS` and the deletions.
+    /// Between calls the kernel holds new chains that nothing uses yet; if a call
+    /// fails, the services of the chunks before it are updated and the rest are not
+    /// (each service consistent), and the next sync is full.
+    pub fn restore_inputs(
+        &self,
+        only: Option<&BTreeSet<ServicePortName>>,
+        deleted: &[String],
+        max_chains: usize,
+    ) -> Vec<String> {
+        let rs = self.ruleset(only, deleted);
+        let declared: usize = self
+            .rules
+            .iter()
+            .filter(|(name, _)| only.is_none_or(|o| o.contains(*name)))
+            .map(|(_, r)| r.nat_chains.len())
+            .sum();
+        if max_chains == 0 || declared <= max_chains {
+            return vec![rs.restore_input()];
+        }
+        let mut inputs = Vec::new();
+        let mut chunk = TableRules {
+            chains: vec![chains::POSTROUTING.to_owned(), chains::MARK_MASQ.to_owned()],
+            rules: self.fixed_nat_rules(),
+            deleted: Vec::new(),
+        };
+        let mut count = 0;
+        for (name, r) in &self.rules {
+            if !only.is_none_or(|o| o.contains(name)) {
+                continue;
+            }
+            if count >= max_chains {
+                let mut text = String::new();
+                std::mem::take(&mut chunk).write("nat", &mut text);
+                inputs.push(text);
+                count = 0;
+            }
+            for (chain, rules) in &r.nat_chains {
+                chunk.chains.push(chain.clone());
+                chunk.rules.extend(rules.iter().cloned());
+                count += 1;
+            }
+        }
+        let mut text = String::new();
+        chunk.write("nat", &mut text);
+        inputs.push(text);
+        let top = [chains::SERVICES, chains::NODEPORTS];
+        let mut nat = TableRules {
+            chains: top.map(str::to_owned).to_vec(),
+            rules: rs
+                .nat
+                .rules
+                .iter()
+                .filter(|r| top.iter().any(|c| r.starts_with(&format!("-A {c} "))))
+                .cloned()
+                .collect(),
+            deleted: rs.nat.deleted.clone(),
+        };
+        nat.chains.extend(rs.nat.deleted.iter().cloned());
+        let mut last = String::new();
+        rs.filter.write("filter", &mut last);
+        nat.write("nat", &mut last);
+        inputs.push(last);
+        inputs
+    }
+
     /// The rules of one service port, as last rendered.
     pub fn service_port_rules(&self, name: &ServicePortName) -> Option<&ServicePortRules> {
         self.rules.get(name)
