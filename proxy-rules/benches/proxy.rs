@@ -321,13 +321,14 @@ fn part_apply(sizes: &[usize]) {
             for (kind, r) in [("full", &full), ("partial", &partial)] {
                 let ours = r.duration.saturating_sub(r.apply);
                 println!(
-                    "| {} | {s} | {kind} | {} | {} | {} | {:.0}% | {} |",
+                    "| {} | {s} | {kind} | {} | {} | {} | {:.0}% | {} | {} |",
                     mode.as_str(),
                     ms(r.duration),
                     ms(ours),
                     ms(r.apply),
                     100.0 * ours.as_secs_f64() / r.duration.as_secs_f64(),
-                    r.bytes
+                    r.bytes,
+                    r.apply_calls
                 );
             }
             let _ = Command::new("ip").args(["netns", "delete", &ns]).status();

@@ -11,7 +11,16 @@
 //!   restores) and an `iptables-save` parser.
 //! - [`nftables`]: the nftables-mode renderer (`nft -f` scripts, element-level partial
 //!   updates) and upstream's dump normalisation.
+//! - [`ipvs`]: IPVS planning (virtual and real servers, ipsets, companion iptables
+//!   rules), the generic-netlink codec and appliers.
+//! - [`sync`]: the sync engine (partial and full syncs, canary, stale chains, the other
+//!   mode's leftovers, UDP [`conntrack`] cleanup, [`metrics`] with kube-proxy's names)
+//!   over the command runners of [`exec`], which have fakes beside them.
+//! - [`trace`]: the packet tracer over `iptables-save` output and nftables tables.
 //! - [`names`]: kube-proxy's chain and object names and hashes.
+//!
+//! Every error is an [`Error`] naming what was wrong and where: the object and field,
+//! the input line, the command with its stderr and the failing input lines.
 //!
 //! # Example
 //!

@@ -14,6 +14,31 @@
 //!
 //! On a failed apply the kernel keeps the previous rules (both tools apply a
 //! transaction), the failure is counted, and the next sync is a full one.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use proxy_rules::exec::Target;
+//! use proxy_rules::sync::{Event, Execs, Mode, SyncEngine, SyncOptions};
+//! # async fn demo(
+//! #     config: proxy_rules::config::ProxyConfig,
+//! #     services: Vec<proxy_rules::store::ServiceSpec>,
+//! #     slices: Vec<proxy_rules::store::EndpointSliceSpec>,
+//! # ) -> proxy_rules::Result<()> {
+//! let mut engine = SyncEngine::new(
+//!     Mode::Nftables,
+//!     &[proxy_rules::model::IpFamily::V4],
+//!     config,
+//!     SyncOptions::default(),
+//!     Execs::commands(Target::host()), // or Target::netns("name")
+//! )?;
+//! engine.apply(Event::Replace { services, slices })?;
+//! for report in engine.sync(false).await {
+//!     println!("{:?}", report?);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -71,10 +96,11 @@ pub struct SyncOptions {
     pub conntrack_cleanup: bool,
     /// On the first sync, remove the other mode's rules (true).
     pub cleanup_other_modes: bool,
-    /// iptables mode: split a restore declaring more per-service chains than this into
-    /// several `iptables-restore` calls (2000; 0: never). See
-    /// [`IptablesRenderer::restore_inputs`] for why.
-    pub iptables_restore_max_chains: usize,
+    /// Split an apply that writes more per-service chains than this into several
+    /// `iptables-restore` / `nft -f` calls (2000; 0: never, as kube-proxy). See
+    /// [`IptablesRenderer::restore_inputs`] and [`NftRenderer::replace_scripts`] for
+    /// the measurements behind it.
+    pub max_chains_per_call: usize,
 }
 
 impl Default for SyncOptions {
@@ -86,7 +112,7 @@ impl Default for SyncOptions {
             stale_chain_delay: Duration::from_secs(1),
             conntrack_cleanup: true,
             cleanup_other_modes: true,
-            iptables_restore_max_chains: 2000,
+            max_chains_per_call: 2000,
         }
     }
 }
@@ -144,6 +170,8 @@ pub struct SyncReport {
     pub apply: Duration,
     /// Bytes handed to `iptables-restore` / `nft`.
     pub bytes: usize,
+    /// Calls of `iptables-restore` / `nft -f` (more than one when the apply was split).
+    pub apply_calls: usize,
     /// Service ports whose rules changed.
     pub changed_service_ports: usize,
     /// Chains deleted.
@@ -385,6 +413,7 @@ impl Proxier {
             render: Duration::ZERO,
             apply: Duration::ZERO,
             bytes: 0,
+            apply_calls: 0,
             changed_service_ports: 0,
             deleted_chains: 0,
             conntrack: CleanupReport::default(),
@@ -453,9 +482,10 @@ impl Proxier {
                 // large-cluster mode flipped and everything was re-rendered).
                 let only = (!full && !upd.full).then_some(&upd.changed);
                 let inputs =
-                    renderer.restore_inputs(only, &stale, self.options.iptables_restore_max_chains);
+                    renderer.restore_inputs(only, &stale, self.options.max_chains_per_call);
                 report.render += t.elapsed();
                 report.bytes = inputs.iter().map(String::len).sum();
+                report.apply_calls = inputs.len();
                 report.deleted_chains = stale.len();
                 let t = Instant::now();
                 for input in &inputs {
@@ -480,17 +510,21 @@ impl Proxier {
                     })
                     .map(|(name, _)| name.clone())
                     .collect();
-                let script = if !*applied {
-                    renderer.replace_script()
+                let max = self.options.max_chains_per_call;
+                let scripts = if !*applied {
+                    renderer.replace_scripts(max)
                 } else if full {
-                    renderer.full_script(&due)
+                    renderer.full_scripts(&due, max)
                 } else {
-                    renderer.partial_script(&due)
+                    vec![renderer.partial_script(&due)]
                 };
                 report.render += t.elapsed();
-                report.bytes = script.len();
+                report.bytes = scripts.iter().map(String::len).sum();
+                report.apply_calls = scripts.len();
                 let t = Instant::now();
-                self.execs.nft.apply(&script).await?;
+                for script in &scripts {
+                    self.execs.nft.apply(script).await?;
+                }
                 report.apply += t.elapsed();
                 if *applied {
                     report.deleted_chains = due.len();

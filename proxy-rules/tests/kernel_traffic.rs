@@ -136,7 +136,7 @@ fn engine(lab: &Lab, mode: Mode) -> SyncEngine {
         .cluster_cidr("10.180.0.0/16".parse().unwrap());
     // Small restore chunks, so the full syncs here go through split restores too.
     let options = SyncOptions {
-        iptables_restore_max_chains: 4,
+        max_chains_per_call: 4,
         ..SyncOptions::default()
     };
     SyncEngine::new(
@@ -167,6 +167,10 @@ async fn services_work(mode: Mode, tag: &str) {
     e.apply(Event::Replace { services, slices }).unwrap();
     let r = sync(&mut e).await;
     assert!(r.full);
+    assert!(
+        r.apply_calls > 2,
+        "the first sync was split into several calls: {r:?}"
+    );
 
     // ClusterIP and NodePort over TCP: traffic spreads over all endpoints.
     let seen = lab.tcp_names("172.30.0.10:80", 30);
@@ -247,6 +251,10 @@ async fn services_work(mode: Mode, tag: &str) {
     // A second full sync changes nothing and traffic still flows.
     let r = e.sync(true).await.remove(0).unwrap();
     assert!(r.full);
+    assert!(
+        r.apply_calls > 2,
+        "the forced full sync was split too: {r:?}"
+    );
     assert_eq!(lab.tcp_names("172.30.0.10:80", 1).len(), 1);
 }
 

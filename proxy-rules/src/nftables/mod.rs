@@ -22,7 +22,7 @@ use crate::config::{LocalDetector, NodePortTargets, ProxyConfig};
 use crate::model::{
     Endpoint, IpFamily, ProxyState, ServiceName, ServicePort, ServicePortName, join_host_port,
 };
-use crate::names::{NftChainNames, nft_endpoint_base};
+use crate::names::{NftChainNames, is_nft_service_chain_name, nft_endpoint_base};
 use crate::topology::categorize_endpoints;
 
 /// The name of kube-proxy's table.
@@ -882,6 +882,146 @@ impl NftRenderer {
         }
         self.write_set_and_chain_deletes(&mut out, delete_chains);
         out
+    }
+
+    /// The per-service chains, in the order chunked scripts create them: endpoint
+    /// chains before the chains that jump to them.
+    fn service_chains_in_order(&self) -> Vec<&String> {
+        let rank = |n: &str| {
+            if n.starts_with("endpoint-") {
+                0
+            } else if n.starts_with("service-") || n.starts_with("local-") {
+                1
+            } else if n.starts_with("external-") {
+                2
+            } else {
+                3
+            }
+        };
+        let mut names: Vec<&String> = self
+            .current
+            .chains
+            .keys()
+            .filter(|n| is_nft_service_chain_name(n))
+            .collect();
+        names.sort_by_key(|n| (rank(n), n.as_str()));
+        names
+    }
+
+    /// [`NftRenderer::replace_script`], split into several `nft -f` calls when the table
+    /// has more than `max_chains` per-service chains (0: never split): first the table
+    /// with its fixed chains, sets and maps (empty), then the per-service chains in
+    /// chunks (endpoint chains first), then every element. Nothing points at a chain
+    /// before the last call, so each step is consistent; the table is empty of
+    /// services in between. nft 1.0.6 takes 56 s for 5,000 services of 10 endpoints in
+    /// one transaction and 8.7 s in chunks of 2,000 chains (measured; upstream
+    /// kube-proxy chunks its first transaction for the same reason).
+    pub fn replace_scripts(&self, max_chains: usize) -> Vec<String> {
+        let names = self.service_chains_in_order();
+        if max_chains == 0 || names.len() <= max_chains {
+            return vec![self.replace_script()];
+        }
+        let cur = &self.current;
+        let p = cur.prefix();
+        let mut first = format!("add table {p}\ndelete table {p}\n");
+        let _ = writeln!(first, "{}", cur.table_line());
+        self.write_fixed(&mut first, false);
+        let mut out = vec![first];
+        for chunk in names.chunks(max_chains) {
+            let mut text = String::new();
+            for name in chunk {
+                let _ = writeln!(text, "{}", cur.chain_line(name, &cur.chains[*name]));
+            }
+            for name in chunk {
+                for rule in &cur.chains[*name].rules {
+                    let _ = writeln!(text, "{}", cur.rule_line(name, rule));
+                }
+            }
+            out.push(text);
+        }
+        let mut last = String::new();
+        for (name, set) in cur.sets.iter().filter(|(n, _)| !is_affinity_set(n)) {
+            for (key, el) in &set.elements {
+                let _ = writeln!(last, "{}", cur.element_line("add", name, key, el));
+            }
+        }
+        out.push(last);
+        out
+    }
+
+    /// [`NftRenderer::full_script`], split like [`NftRenderer::replace_scripts`]: the
+    /// table's chains and sets ensured and its fixed chains rewritten, then the
+    /// per-service chains flushed and rewritten in chunks, then the maps flushed and
+    /// refilled, stale chains flushed and the deletions. Each chain is rewritten in one
+    /// transaction, so traffic keeps flowing throughout.
+    pub fn full_scripts(&self, delete_chains: &[String], max_chains: usize) -> Vec<String> {
+        let names = self.service_chains_in_order();
+        if max_chains == 0 || names.len() <= max_chains {
+            return vec![self.full_script(delete_chains)];
+        }
+        let cur = &self.current;
+        let p = cur.prefix();
+        let mut first = String::new();
+        let _ = writeln!(first, "{}", cur.table_line());
+        for name in &names {
+            let _ = writeln!(first, "{}", cur.chain_line(name, &cur.chains[*name]));
+        }
+        self.write_fixed(&mut first, true);
+        let mut out = vec![first];
+        for chunk in names.chunks(max_chains) {
+            let mut text = String::new();
+            for name in chunk {
+                let _ = writeln!(text, "flush chain {p} {name}");
+            }
+            for name in chunk {
+                for rule in &cur.chains[*name].rules {
+                    let _ = writeln!(text, "{}", cur.rule_line(name, rule));
+                }
+            }
+            out.push(text);
+        }
+        let mut last = String::new();
+        for (name, set) in cur.sets.iter().filter(|(n, _)| !is_affinity_set(n)) {
+            let kind = if set.is_map { "map" } else { "set" };
+            let _ = writeln!(last, "flush {kind} {p} {name}");
+            for (key, el) in &set.elements {
+                let _ = writeln!(last, "{}", cur.element_line("add", name, key, el));
+            }
+        }
+        for name in self.stale_chains() {
+            let _ = writeln!(last, "flush chain {p} {name}");
+        }
+        self.write_set_and_chain_deletes(&mut last, delete_chains);
+        out.push(last);
+        out
+    }
+
+    /// The fixed chains (created, flushed when `flush`, with their rules) and every set
+    /// and map (created, without elements).
+    fn write_fixed(&self, out: &mut String, flush: bool) {
+        let cur = &self.current;
+        let p = cur.prefix();
+        let fixed: Vec<(&String, &NftChain)> = cur
+            .chains
+            .iter()
+            .filter(|(n, _)| !is_nft_service_chain_name(n))
+            .collect();
+        for (name, chain) in &fixed {
+            let _ = writeln!(out, "{}", cur.chain_line(name, chain));
+        }
+        for (name, set) in &cur.sets {
+            let _ = writeln!(out, "{}", cur.set_line(name, set));
+        }
+        if flush {
+            for (name, _) in &fixed {
+                let _ = writeln!(out, "flush chain {p} {name}");
+            }
+        }
+        for (name, chain) in &fixed {
+            for rule in &chain.rules {
+                let _ = writeln!(out, "{}", cur.rule_line(name, rule));
+            }
+        }
     }
 
     /// A partial sync's script: only what changed since the last commit (chains
