@@ -147,6 +147,70 @@ pub fn categorize_endpoints<'a>(
     out
 }
 
+/// The decisions both renderers make for a service port from its endpoints and traffic
+/// policies (the shared part of kube-proxy's iptables and nftables `syncProxyRules`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyPlan<'a> {
+    /// The categorized endpoints.
+    pub endpoints: CategorizedEndpoints<'a>,
+    /// The "Cluster" policy chain is needed (it has endpoints and some traffic uses it).
+    pub uses_cluster_chain: bool,
+    /// The "Local" policy chain is needed.
+    pub uses_local_chain: bool,
+    /// Internal (ClusterIP) traffic goes to endpoints; else it is dropped (Local policy
+    /// without local endpoints) or rejected (no endpoints at all).
+    pub has_internal: bool,
+    /// External traffic (NodePort, external IPs, LoadBalancer IPs) goes to endpoints.
+    pub has_external: bool,
+    /// The external chain exists: the port is reachable from outside and has endpoints
+    /// somewhere (even without local ones, for the short-circuit of pod and host traffic).
+    pub uses_external_chain: bool,
+    /// Counted in `sync_proxy_rules_no_local_endpoints_total{traffic_policy="internal"}`.
+    pub no_local_internal: bool,
+    /// Counted in `sync_proxy_rules_no_local_endpoints_total{traffic_policy="external"}`.
+    pub no_local_external: bool,
+}
+
+impl PolicyPlan<'_> {
+    /// Whether the port has usable endpoints anywhere (REJECT when not, DROP when only
+    /// the local ones are missing).
+    pub fn has_any(&self) -> bool {
+        self.endpoints.has_any
+    }
+}
+
+/// Decide what a service port's rules need (see [`PolicyPlan`]).
+pub fn plan_policies<'a>(
+    svc: &ServicePort,
+    endpoints: &'a [Endpoint],
+    config: &ProxyConfig,
+) -> PolicyPlan<'a> {
+    let cat = categorize_endpoints(endpoints, svc, config);
+    let has_any = cat.has_any;
+    let local_ok = has_any && !cat.local.is_empty();
+    let has_internal = if svc.internal_policy_local {
+        local_ok
+    } else {
+        has_any
+    };
+    let has_external = if svc.external_policy_local {
+        local_ok
+    } else {
+        has_any
+    };
+    let external = svc.externally_accessible();
+    PolicyPlan {
+        uses_cluster_chain: !cat.cluster.is_empty() && svc.uses_cluster_endpoints(),
+        uses_local_chain: !cat.local.is_empty() && svc.uses_local_endpoints(),
+        has_internal,
+        has_external,
+        uses_external_chain: has_any && external,
+        no_local_internal: has_any && !has_internal,
+        no_local_external: has_any && !has_external && external,
+        endpoints: cat,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ use crate::Result;
 use crate::config::{LocalDetector, NodePortTargets, ProxyConfig};
 use crate::model::{Endpoint, IpFamily, ProxyState, ServiceName, ServicePort, ServicePortName};
 use crate::names::{IptablesChainNames, chains, iptables_endpoint_chain};
-use crate::topology::categorize_endpoints;
+use crate::topology::plan_policies;
 
 /// An iptables table this crate writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -304,25 +304,21 @@ fn render_service_port(
     let proto = svc.protocol().as_str();
     let port = svc.port.to_string();
     let names = IptablesChainNames::of(&svc.name);
-    let cat = categorize_endpoints(endpoints, svc, config);
     let with_comments = !large_cluster;
-
-    let has_any = cat.has_any;
-    let uses_cluster_chain = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
-    let uses_local_chain = !cat.local.is_empty() && svc.uses_local_endpoints();
-    let (internal_chain, has_internal) = if svc.internal_policy_local {
-        (&names.local, has_any && !cat.local.is_empty())
-    } else {
-        (&names.cluster, has_any)
-    };
-    let (external_policy_chain, has_external) = if svc.external_policy_local {
-        (&names.local, has_any && !cat.local.is_empty())
-    } else {
-        (&names.cluster, has_any)
-    };
-    let uses_ext_chain = has_any && svc.externally_accessible();
-    out.no_local_internal = has_any && !has_internal;
-    out.no_local_external = has_any && !has_external && svc.externally_accessible();
+    let plan = plan_policies(svc, endpoints, config);
+    let cat = &plan.endpoints;
+    let (has_any, has_internal, has_external) =
+        (plan.has_any(), plan.has_internal, plan.has_external);
+    let (uses_cluster_chain, uses_local_chain, uses_ext_chain) = (
+        plan.uses_cluster_chain,
+        plan.uses_local_chain,
+        plan.uses_external_chain,
+    );
+    let pick = |local: bool| if local { &names.local } else { &names.cluster };
+    let internal_chain = pick(svc.internal_policy_local);
+    let external_policy_chain = pick(svc.external_policy_local);
+    out.no_local_internal = plan.no_local_internal;
+    out.no_local_external = plan.no_local_external;
 
     let no_endpoints = format!("{spn} has no endpoints");
     let no_local = format!("{spn} has no local endpoints");
@@ -712,7 +708,19 @@ pub struct TableRules {
 }
 
 impl TableRules {
-    fn write(&self, name: &str, out: &mut String) {
+    /// A copy with the jump rules of `table` put first, in the order kube-proxy's
+    /// prepends leave them (the last one listed ends up first).
+    pub fn with_jumps(&self, table: Table, jumps: &[JumpRule]) -> TableRules {
+        let mut out = self.clone();
+        for jump in jumps.iter().filter(|j| j.table == table) {
+            out.rules.insert(0, jump.restore_line());
+        }
+        out
+    }
+
+    /// Append this table as restore input (`*name`, declarations, rules, deletions,
+    /// `COMMIT`).
+    pub fn write(&self, name: &str, out: &mut String) {
         let _ = writeln!(out, "*{name}");
         for c in &self.chains {
             let _ = writeln!(out, ":{c} - [0:0]");
@@ -759,20 +767,13 @@ impl IptablesRuleset {
     /// tables, as on a fresh node): the ruleset plus the jump rules from the built-in
     /// chains, so piping it into `iptables-restore` makes the Services work.
     pub fn complete_restore_input(&self) -> String {
-        let mut filter = self.filter.clone();
-        let mut nat = self.nat.clone();
-        // kube-proxy prepends each jump in turn, so the last one listed ends up first.
-        for jump in &self.jumps {
-            let table = match jump.table {
-                Table::Filter => &mut filter,
-                Table::Nat => &mut nat,
-                Table::Mangle => continue,
-            };
-            table.rules.insert(0, jump.restore_line());
-        }
         let mut out = String::new();
-        filter.write("filter", &mut out);
-        nat.write("nat", &mut out);
+        self.filter
+            .with_jumps(Table::Filter, &self.jumps)
+            .write("filter", &mut out);
+        self.nat
+            .with_jumps(Table::Nat, &self.jumps)
+            .write("nat", &mut out);
         out
     }
 }

@@ -3,8 +3,6 @@
 //! them (`writeIptablesRules`, `acceptIPVSTraffic`, `createAndLinkKubeChain`). Their
 //! number is fixed: what they apply to lives in the ipsets.
 
-use std::fmt::Write as _;
-
 use crate::config::{LocalDetector, ProxyConfig};
 use crate::iptables::{JumpRule, Table, TableRules, quote_arg};
 use crate::ipvs::ipset::{IpSet, names};
@@ -138,47 +136,26 @@ pub struct IpvsIptables {
     pub jumps: Vec<JumpRule>,
 }
 
-fn write_table(name: &str, t: &TableRules, out: &mut String) {
-    let _ = writeln!(out, "*{name}");
-    for c in &t.chains {
-        let _ = writeln!(out, ":{c} - [0:0]");
-    }
-    for r in &t.rules {
-        out.push_str(r);
-        out.push('\n');
-    }
-    for c in &t.deleted {
-        let _ = writeln!(out, "-X {c}");
-    }
-    out.push_str("COMMIT\n");
-}
-
 impl IpvsIptables {
     /// The `iptables-restore --noflush` input: `*nat … COMMIT` then `*filter … COMMIT`,
     /// kube-proxy's order for IPVS mode. It names ipsets, which must exist first.
     pub fn restore_input(&self) -> String {
         let mut out = String::new();
-        write_table("nat", &self.nat, &mut out);
-        write_table("filter", &self.filter, &mut out);
+        self.nat.write("nat", &mut out);
+        self.filter.write("filter", &mut out);
         out
     }
 
     /// The restore input plus the jump rules (each put first in its built-in chain, as
     /// kube-proxy's prepends leave them), for loading into a fresh namespace.
     pub fn complete_restore_input(&self) -> String {
-        let mut nat = self.nat.clone();
-        let mut filter = self.filter.clone();
-        for jump in &self.jumps {
-            let table = match jump.table {
-                Table::Nat => &mut nat,
-                Table::Filter => &mut filter,
-                Table::Mangle => continue,
-            };
-            table.rules.insert(0, jump.restore_line());
-        }
         let mut out = String::new();
-        write_table("nat", &nat, &mut out);
-        write_table("filter", &filter, &mut out);
+        self.nat
+            .with_jumps(Table::Nat, &self.jumps)
+            .write("nat", &mut out);
+        self.filter
+            .with_jumps(Table::Filter, &self.jumps)
+            .write("filter", &mut out);
         out
     }
 

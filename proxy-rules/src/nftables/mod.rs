@@ -23,7 +23,7 @@ use crate::model::{
     Endpoint, IpFamily, ProxyState, ServiceName, ServicePort, ServicePortName, join_host_port,
 };
 use crate::names::{NftChainNames, is_nft_service_chain_name, nft_endpoint_base};
-use crate::topology::categorize_endpoints;
+use crate::topology::plan_policies;
 
 /// The name of kube-proxy's table.
 pub const TABLE: &str = "kube-proxy";
@@ -396,26 +396,22 @@ fn render_service_port(
     let proto = svc.protocol().as_str();
     let port = svc.port;
     let names = NftChainNames::of(&svc.name);
-    let cat = categorize_endpoints(endpoints, svc, config);
     let ep_chain = |ep: &Endpoint| format!("endpoint-{}", nft_endpoint_base(&svc.name, ep));
     let affinity_set = |ep: &Endpoint| format!("affinity-{}", nft_endpoint_base(&svc.name, ep));
-
-    let has_any = cat.has_any;
-    let uses_cluster_chain = !cat.cluster.is_empty() && svc.uses_cluster_endpoints();
-    let uses_local_chain = !cat.local.is_empty() && svc.uses_local_endpoints();
-    let (internal_chain, has_internal) = if svc.internal_policy_local {
-        (&names.local, has_any && !cat.local.is_empty())
-    } else {
-        (&names.cluster, has_any)
-    };
-    let (external_policy_chain, has_external) = if svc.external_policy_local {
-        (&names.local, has_any && !cat.local.is_empty())
-    } else {
-        (&names.cluster, has_any)
-    };
-    let uses_ext_chain = has_any && svc.externally_accessible();
-    out.no_local_internal = has_any && !has_internal;
-    out.no_local_external = has_any && !has_external && svc.externally_accessible();
+    let plan = plan_policies(svc, endpoints, config);
+    let cat = &plan.endpoints;
+    let (has_any, has_internal, has_external) =
+        (plan.has_any(), plan.has_internal, plan.has_external);
+    let (uses_cluster_chain, uses_local_chain, uses_ext_chain) = (
+        plan.uses_cluster_chain,
+        plan.uses_local_chain,
+        plan.uses_external_chain,
+    );
+    let pick = |local: bool| if local { &names.local } else { &names.cluster };
+    let internal_chain = pick(svc.internal_policy_local);
+    let external_policy_chain = pick(svc.external_policy_local);
+    out.no_local_internal = plan.no_local_internal;
+    out.no_local_external = plan.no_local_external;
     let reject = format!("goto {REJECT_CHAIN}");
     let (internal_verdict, external_verdict) = if !has_any {
         (reject.as_str(), reject.as_str())
@@ -666,6 +662,40 @@ struct Pending {
     elements: BTreeMap<(String, String), Option<NftElement>>,
 }
 
+impl Pending {
+    /// Everything that differs between two whole tables, with `old`'s values.
+    fn between(old: &NftRuleset, new: &NftRuleset) -> Self {
+        let mut p = Pending::default();
+        for name in old.chains.keys().chain(new.chains.keys()) {
+            let o = old.chains.get(name);
+            if o != new.chains.get(name) {
+                p.chains.insert(name.clone(), o.cloned());
+            }
+        }
+        let empty = BTreeMap::new();
+        for name in old.sets.keys().chain(new.sets.keys()) {
+            let (o, n) = (old.sets.get(name), new.sets.get(name));
+            if o.is_some() != n.is_some() {
+                p.sets.insert(name.clone(), o.cloned());
+            }
+            if is_affinity_set(name) {
+                continue;
+            }
+            let (oe, ne) = (
+                o.map_or(&empty, |s| &s.elements),
+                n.map_or(&empty, |s| &s.elements),
+            );
+            for key in oe.keys().chain(ne.keys()) {
+                if oe.get(key) != ne.get(key) {
+                    p.elements
+                        .insert((name.clone(), key.clone()), oe.get(key).cloned());
+                }
+            }
+        }
+        p
+    }
+}
+
 impl NftRenderer {
     /// A renderer for one family.
     pub fn new(config: &ProxyConfig, family: IpFamily) -> Result<Self> {
@@ -815,12 +845,7 @@ impl NftRenderer {
     /// Chains the kernel has (as far as we know) that the table no longer has: to be
     /// flushed now and deleted later.
     pub fn stale_chains(&self) -> Vec<String> {
-        self.pending
-            .chains
-            .iter()
-            .filter(|(name, old)| old.is_some() && !self.current.chains.contains_key(*name))
-            .map(|(name, _)| name.clone())
-            .collect()
+        stale_chains_for(&self.current, &self.pending)
     }
 
     /// Whether anything changed since the last commit.
@@ -853,35 +878,7 @@ impl NftRenderer {
     /// than the affinity sets flushed and refilled, chains the table no longer has
     /// flushed, stale affinity sets deleted, and `delete_chains` deleted.
     pub fn full_script(&self, delete_chains: &[String]) -> String {
-        let cur = &self.current;
-        let p = cur.prefix();
-        let mut out = String::new();
-        let _ = writeln!(out, "{}", cur.table_line());
-        for (name, chain) in &cur.chains {
-            let _ = writeln!(out, "{}", cur.chain_line(name, chain));
-        }
-        for (name, set) in &cur.sets {
-            let _ = writeln!(out, "{}", cur.set_line(name, set));
-        }
-        for name in cur.chains.keys().cloned().chain(self.stale_chains()) {
-            let _ = writeln!(out, "flush chain {p} {name}");
-        }
-        for (name, set) in cur.sets.iter().filter(|(n, _)| !is_affinity_set(n)) {
-            let kind = if set.is_map { "map" } else { "set" };
-            let _ = writeln!(out, "flush {kind} {p} {name}");
-        }
-        for (name, chain) in &cur.chains {
-            for rule in &chain.rules {
-                let _ = writeln!(out, "{}", cur.rule_line(name, rule));
-            }
-        }
-        for (name, set) in cur.sets.iter().filter(|(n, _)| !is_affinity_set(n)) {
-            for (key, el) in &set.elements {
-                let _ = writeln!(out, "{}", cur.element_line("add", name, key, el));
-            }
-        }
-        self.write_set_and_chain_deletes(&mut out, delete_chains);
-        out
+        full_script_for(&self.current, &self.pending, delete_chains)
     }
 
     /// The per-service chains, in the order chunked scripts create them: endpoint
@@ -991,7 +988,7 @@ impl NftRenderer {
         for name in self.stale_chains() {
             let _ = writeln!(last, "flush chain {p} {name}");
         }
-        self.write_set_and_chain_deletes(&mut last, delete_chains);
+        write_deletes_for(&self.current, &self.pending, &mut last, delete_chains);
         out.push(last);
         out
     }
@@ -1027,80 +1024,7 @@ impl NftRenderer {
     /// A partial sync's script: only what changed since the last commit (chains
     /// rewritten, elements deleted and added one by one), plus `delete_chains`.
     pub fn partial_script(&self, delete_chains: &[String]) -> String {
-        let cur = &self.current;
-        let p = cur.prefix();
-        let mut out = String::new();
-        let _ = writeln!(out, "{}", cur.table_line());
-        let mut rewrite: Vec<&String> = Vec::new();
-        let mut flushes = Vec::new();
-        for (name, old) in &self.pending.chains {
-            match (old, cur.chains.get(name)) {
-                (None, Some(new)) => {
-                    let _ = writeln!(out, "{}", cur.chain_line(name, new));
-                    rewrite.push(name);
-                }
-                (Some(o), Some(new)) if o != new => {
-                    if o.base != new.base || o.comment != new.comment {
-                        let _ = writeln!(out, "{}", cur.chain_line(name, new));
-                    }
-                    flushes.push(format!("flush chain {p} {name}"));
-                    rewrite.push(name);
-                }
-                (Some(_), None) => flushes.push(format!("flush chain {p} {name}")),
-                _ => {}
-            }
-        }
-        for (name, old) in &self.pending.sets {
-            if let (None, Some(new)) = (old, cur.sets.get(name)) {
-                let _ = writeln!(out, "{}", cur.set_line(name, new));
-            }
-        }
-        for line in flushes {
-            let _ = writeln!(out, "{line}");
-        }
-        let mut adds = Vec::new();
-        for ((set, key), old) in &self.pending.elements {
-            let new = cur.sets.get(set).and_then(|s| s.elements.get(key));
-            if old.as_ref() == new {
-                continue;
-            }
-            if old.is_some() {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    cur.element_line("delete", set, key, &NftElement::default())
-                );
-            }
-            if let Some(el) = new {
-                adds.push(cur.element_line("add", set, key, el));
-            }
-        }
-        for name in rewrite {
-            for rule in &cur.chains[name].rules {
-                let _ = writeln!(out, "{}", cur.rule_line(name, rule));
-            }
-        }
-        for line in adds {
-            let _ = writeln!(out, "{line}");
-        }
-        self.write_set_and_chain_deletes(&mut out, delete_chains);
-        out
-    }
-
-    fn write_set_and_chain_deletes(&self, out: &mut String, delete_chains: &[String]) {
-        let p = self.current.prefix();
-        for (name, old) in &self.pending.sets {
-            if let (Some(old), None) = (old, self.current.sets.get(name)) {
-                let kind = if old.is_map { "map" } else { "set" };
-                let _ = writeln!(out, "delete {kind} {p} {name}");
-            }
-        }
-        for c in delete_chains
-            .iter()
-            .filter(|c| !self.current.chains.contains_key(*c))
-        {
-            let _ = writeln!(out, "delete chain {p} {c}");
-        }
+        partial_script_for(&self.current, &self.pending, delete_chains)
     }
 }
 
@@ -1362,6 +1286,132 @@ fn base_ruleset(ctx: &Context) -> NftRuleset {
     rs
 }
 
+fn stale_chains_for(cur: &NftRuleset, pending: &Pending) -> Vec<String> {
+    pending
+        .chains
+        .iter()
+        .filter(|(name, old)| old.is_some() && !cur.chains.contains_key(*name))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+fn full_script_for(cur: &NftRuleset, pending: &Pending, delete_chains: &[String]) -> String {
+    let p = cur.prefix();
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", cur.table_line());
+    for (name, chain) in &cur.chains {
+        let _ = writeln!(out, "{}", cur.chain_line(name, chain));
+    }
+    for (name, set) in &cur.sets {
+        let _ = writeln!(out, "{}", cur.set_line(name, set));
+    }
+    for name in cur
+        .chains
+        .keys()
+        .cloned()
+        .chain(stale_chains_for(cur, pending))
+    {
+        let _ = writeln!(out, "flush chain {p} {name}");
+    }
+    for (name, set) in cur.sets.iter().filter(|(n, _)| !is_affinity_set(n)) {
+        let kind = if set.is_map { "map" } else { "set" };
+        let _ = writeln!(out, "flush {kind} {p} {name}");
+    }
+    for (name, chain) in &cur.chains {
+        for rule in &chain.rules {
+            let _ = writeln!(out, "{}", cur.rule_line(name, rule));
+        }
+    }
+    for (name, set) in cur.sets.iter().filter(|(n, _)| !is_affinity_set(n)) {
+        for (key, el) in &set.elements {
+            let _ = writeln!(out, "{}", cur.element_line("add", name, key, el));
+        }
+    }
+    write_deletes_for(cur, pending, &mut out, delete_chains);
+    out
+}
+
+fn partial_script_for(cur: &NftRuleset, pending: &Pending, delete_chains: &[String]) -> String {
+    let p = cur.prefix();
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", cur.table_line());
+    let mut rewrite: Vec<&String> = Vec::new();
+    let mut flushes = Vec::new();
+    for (name, old) in &pending.chains {
+        match (old, cur.chains.get(name)) {
+            (None, Some(new)) => {
+                let _ = writeln!(out, "{}", cur.chain_line(name, new));
+                rewrite.push(name);
+            }
+            (Some(o), Some(new)) if o != new => {
+                if o.base != new.base || o.comment != new.comment {
+                    let _ = writeln!(out, "{}", cur.chain_line(name, new));
+                }
+                flushes.push(format!("flush chain {p} {name}"));
+                rewrite.push(name);
+            }
+            (Some(_), None) => flushes.push(format!("flush chain {p} {name}")),
+            _ => {}
+        }
+    }
+    for (name, old) in &pending.sets {
+        if let (None, Some(new)) = (old, cur.sets.get(name)) {
+            let _ = writeln!(out, "{}", cur.set_line(name, new));
+        }
+    }
+    for line in flushes {
+        let _ = writeln!(out, "{line}");
+    }
+    let mut adds = Vec::new();
+    for ((set, key), old) in &pending.elements {
+        let new = cur.sets.get(set).and_then(|s| s.elements.get(key));
+        if old.as_ref() == new {
+            continue;
+        }
+        if old.is_some() {
+            let _ = writeln!(
+                out,
+                "{}",
+                cur.element_line("delete", set, key, &NftElement::default())
+            );
+        }
+        if let Some(el) = new {
+            adds.push(cur.element_line("add", set, key, el));
+        }
+    }
+    for name in rewrite {
+        for rule in &cur.chains[name].rules {
+            let _ = writeln!(out, "{}", cur.rule_line(name, rule));
+        }
+    }
+    for line in adds {
+        let _ = writeln!(out, "{line}");
+    }
+    write_deletes_for(cur, pending, &mut out, delete_chains);
+    out
+}
+
+fn write_deletes_for(
+    cur: &NftRuleset,
+    pending: &Pending,
+    out: &mut String,
+    delete_chains: &[String],
+) {
+    let p = cur.prefix();
+    for (name, old) in &pending.sets {
+        if let (Some(old), None) = (old, cur.sets.get(name)) {
+            let kind = if old.is_map { "map" } else { "set" };
+            let _ = writeln!(out, "delete {kind} {p} {name}");
+        }
+    }
+    for c in delete_chains
+        .iter()
+        .filter(|c| !cur.chains.contains_key(*c))
+    {
+        let _ = writeln!(out, "delete chain {p} {c}");
+    }
+}
+
 /// Whether a set is a per-endpoint affinity set (its elements are kernel state, never
 /// flushed by a sync).
 pub fn is_affinity_set(name: &str) -> bool {
@@ -1392,95 +1442,12 @@ pub fn transaction(
         }
         return s;
     };
-    let p = new.prefix();
-    let mut out = String::new();
-    let _ = writeln!(out, "{}", new.table_line());
-    // Chains and sets that must exist first.
-    for (name, chain) in &new.chains {
-        if full
-            || old
-                .chains
-                .get(name)
-                .is_none_or(|o| o.base != chain.base || o.comment != chain.comment)
-        {
-            let _ = writeln!(out, "{}", new.chain_line(name, chain));
-        }
+    let pending = Pending::between(old, new);
+    if full {
+        full_script_for(new, &pending, delete_chains)
+    } else {
+        partial_script_for(new, &pending, delete_chains)
     }
-    for (name, set) in &new.sets {
-        if full || !old.sets.contains_key(name) {
-            let _ = writeln!(out, "{}", new.set_line(name, set));
-        }
-    }
-    // Chains to rewrite.
-    let mut rewrite: Vec<&String> = Vec::new();
-    for (name, chain) in &new.chains {
-        let changed = old.chains.get(name).is_none_or(|o| o.rules != chain.rules);
-        if full || changed {
-            if old.chains.contains_key(name) {
-                let _ = writeln!(out, "flush chain {p} {name}");
-            }
-            rewrite.push(name);
-        }
-    }
-    // Stale chains: flushed now.
-    for name in old.chains.keys().filter(|n| !new.chains.contains_key(*n)) {
-        let _ = writeln!(out, "flush chain {p} {name}");
-    }
-    // Elements: flushed and refilled on a full sync, else changed one by one.
-    let mut element_lines = Vec::new();
-    for (name, set) in &new.sets {
-        if is_affinity_set(name) {
-            continue;
-        }
-        let old_set = old.sets.get(name);
-        if full {
-            if old_set.is_some() {
-                let kind = if set.is_map { "map" } else { "set" };
-                let _ = writeln!(out, "flush {kind} {p} {name}");
-            }
-            for (key, el) in &set.elements {
-                element_lines.push(new.element_line("add", name, key, el));
-            }
-            continue;
-        }
-        let empty = BTreeMap::new();
-        let old_elements = old_set.map_or(&empty, |s| &s.elements);
-        for (key, el) in old_elements {
-            if set.elements.get(key) != Some(el) {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    new.element_line("delete", name, key, &NftElement::default())
-                );
-            }
-        }
-        for (key, el) in &set.elements {
-            if old_elements.get(key) != Some(el) {
-                element_lines.push(new.element_line("add", name, key, el));
-            }
-        }
-    }
-    for name in rewrite {
-        for rule in &new.chains[name].rules {
-            let _ = writeln!(out, "{}", new.rule_line(name, rule));
-        }
-    }
-    for line in element_lines {
-        let _ = writeln!(out, "{line}");
-    }
-    // Stale sets (affinity sets of removed endpoints, a nodeport-ips no longer used).
-    for (name, set) in &old.sets {
-        if !new.sets.contains_key(name) {
-            let kind = if set.is_map { "map" } else { "set" };
-            let _ = writeln!(out, "delete {kind} {p} {name}");
-        }
-    }
-    for c in delete_chains {
-        if !new.chains.contains_key(c) {
-            let _ = writeln!(out, "delete chain {p} {c}");
-        }
-    }
-    out
 }
 
 /// The chains of `old` that `new` no longer has (to delete in a later sync).
