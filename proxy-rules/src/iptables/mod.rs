@@ -254,20 +254,20 @@ impl Context {
 }
 
 /// A line builder: words joined by spaces, quoted where needed.
-struct Line(String);
+pub(crate) struct Line(String);
 
 impl Line {
-    fn new(chain: &str) -> Self {
+    pub(crate) fn new(chain: &str) -> Self {
         Line(format!("-A {chain}"))
     }
-    fn w(mut self, words: &[&str]) -> Self {
+    pub(crate) fn w(mut self, words: &[&str]) -> Self {
         for w in words {
             self.0.push(' ');
             self.0.push_str(w);
         }
         self
     }
-    fn comment(mut self, text: &str) -> Self {
+    pub(crate) fn comment(mut self, text: &str) -> Self {
         self.0.push_str(" -m comment --comment ");
         self.0.push_str(&quote_arg(text));
         self
@@ -285,9 +285,55 @@ impl Line {
     fn proto(self, proto: &str) -> Self {
         self.w(&["-m", proto, "-p", proto])
     }
-    fn done(self) -> String {
+    pub(crate) fn done(self) -> String {
         self.0
     }
+}
+
+/// kube-proxy's `KUBE-FORWARD` rules (iptables and IPVS modes): drop INVALID (unless
+/// `nf_conntrack_tcp_be_liberal`; counted with nfacct when `nfacct`), accept marked and
+/// established traffic. `mark` is the masquerade mark text (`0x4000`).
+pub(crate) fn kube_forward_rules(mark: &str, nfacct: bool, drop_invalid: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if drop_invalid {
+        let mut l = Line::new(chains::FORWARD).w(&["-m", "conntrack", "--ctstate", "INVALID"]);
+        if nfacct {
+            l = l.w(&[
+                "-m",
+                "nfacct",
+                "--nfacct-name",
+                "ct_state_invalid_dropped_pkts",
+            ]);
+        }
+        out.push(l.w(&["-j", "DROP"]).done());
+    }
+    out.push(
+        Line::new(chains::FORWARD)
+            .comment("kubernetes forwarding rules")
+            .w(&[
+                "-m",
+                "mark",
+                "--mark",
+                &format!("{mark}/{mark}"),
+                "-j",
+                "ACCEPT",
+            ])
+            .done(),
+    );
+    out.push(
+        Line::new(chains::FORWARD)
+            .comment("kubernetes forwarding conntrack rule")
+            .w(&[
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "RELATED,ESTABLISHED",
+                "-j",
+                "ACCEPT",
+            ])
+            .done(),
+    );
+    out
 }
 
 /// Render the rules of one service port (pure; kube-proxy's per-service part of
@@ -937,39 +983,7 @@ impl IptablesRenderer {
 
     fn fixed_filter_rules(&self) -> Vec<String> {
         let c = &self.ctx.config;
-        let mark = format!("{0}/{0}", self.ctx.mark);
-        let mut out = Vec::new();
-        if !c.conntrack_tcp_be_liberal {
-            let mut l = Line::new(chains::FORWARD).w(&["-m", "conntrack", "--ctstate", "INVALID"]);
-            if c.nfacct {
-                l = l.w(&[
-                    "-m",
-                    "nfacct",
-                    "--nfacct-name",
-                    "ct_state_invalid_dropped_pkts",
-                ]);
-            }
-            out.push(l.w(&["-j", "DROP"]).done());
-        }
-        out.push(
-            Line::new(chains::FORWARD)
-                .comment("kubernetes forwarding rules")
-                .w(&["-m", "mark", "--mark", &mark, "-j", "ACCEPT"])
-                .done(),
-        );
-        out.push(
-            Line::new(chains::FORWARD)
-                .comment("kubernetes forwarding conntrack rule")
-                .w(&[
-                    "-m",
-                    "conntrack",
-                    "--ctstate",
-                    "RELATED,ESTABLISHED",
-                    "-j",
-                    "ACCEPT",
-                ])
-                .done(),
-        );
+        let mut out = kube_forward_rules(&self.ctx.mark, c.nfacct, !c.conntrack_tcp_be_liberal);
         if self.ctx.localhost_nodeports {
             out.push(
                 Line::new(chains::FIREWALL)

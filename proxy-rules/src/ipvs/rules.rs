@@ -4,7 +4,7 @@
 //! number is fixed: what they apply to lives in the ipsets.
 
 use crate::config::{LocalDetector, ProxyConfig};
-use crate::iptables::{JumpRule, Table, TableRules, quote_arg};
+use crate::iptables::{JumpRule, Line, Table, TableRules, kube_forward_rules};
 use crate::ipvs::ipset::{IpSet, names};
 use crate::model::{IpFamily, Protocol};
 
@@ -162,30 +162,6 @@ impl IpvsIptables {
     /// The number of rules in both tables.
     pub fn rule_count(&self) -> usize {
         self.nat.rules.len() + self.filter.rules.len()
-    }
-}
-
-/// A line builder.
-struct Line(String);
-
-impl Line {
-    fn new(chain: &str) -> Self {
-        Line(format!("-A {chain}"))
-    }
-    fn w(mut self, words: &[&str]) -> Self {
-        for w in words {
-            self.0.push(' ');
-            self.0.push_str(w);
-        }
-        self
-    }
-    fn comment(mut self, text: &str) -> Self {
-        self.0.push_str(" -m comment --comment ");
-        self.0.push_str(&quote_arg(text));
-        self
-    }
-    fn done(self) -> String {
-        self.0
     }
 }
 
@@ -536,26 +512,9 @@ pub(crate) fn render(
         }
     }
 
+    // kube-proxy's IPVS mode writes no INVALID drop here.
+    filter.extend(kube_forward_rules(&mark, false, false));
     let mark_mask = format!("{mark}/{mark}");
-    filter.push(
-        Line::new(chains::FORWARD)
-            .comment("kubernetes forwarding rules")
-            .w(&["-m", "mark", "--mark", &mark_mask, "-j", "ACCEPT"])
-            .done(),
-    );
-    filter.push(
-        Line::new(chains::FORWARD)
-            .comment("kubernetes forwarding conntrack rule")
-            .w(&[
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "RELATED,ESTABLISHED",
-                "-j",
-                "ACCEPT",
-            ])
-            .done(),
-    );
     let hc = set(names::HEALTH_CHECK_NODE_PORT);
     filter.push(
         Line::new(chains::NODE_PORT)
