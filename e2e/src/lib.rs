@@ -5,6 +5,8 @@
 //! A test that needs the environment calls [`TestEnv::require`]; when the environment is
 //! missing the test fails (never skips) with a message naming the setup script.
 
+pub mod fake_api;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -13,6 +15,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+pub use fake_api::FakeApiServer;
 
 /// Where `scripts/env.sh up` writes the facts of the running environment.
 pub const DEFAULT_ENV_FILE: &str = "/run/node-sdk/env";

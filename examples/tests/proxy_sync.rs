@@ -265,3 +265,179 @@ fn a_broken_file_at_start_applies_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid JSON"));
     assert!(!nat(&ns).contains("KUBE-SERVICES"));
 }
+
+fn service(name: &str, ip: &str, labels: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"kind": "Service", "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": "demo", "labels": labels},
+        "spec": {"clusterIP": ip, "clusterIPs": [ip], "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
+}
+
+fn slice(service: &str, ip: &str) -> serde_json::Value {
+    serde_json::json!({"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+        "metadata": {"name": format!("{service}-abc"), "namespace": "demo", "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}]})
+}
+
+#[test]
+fn follows_an_api_server_with_watches() {
+    use node_sdk_e2e::FakeApiServer;
+    let api = FakeApiServer::start(vec![
+        service("web", "172.30.0.10", serde_json::json!({})),
+        slice("web", "10.180.0.5"),
+        // Another proxy's Service and a headless-labelled one are not ours.
+        service(
+            "other",
+            "172.30.0.11",
+            serde_json::json!({"service.kubernetes.io/service-proxy-name": "cilium"}),
+        ),
+        service(
+            "nohead",
+            "172.30.0.12",
+            serde_json::json!({"service.kubernetes.io/headless": ""}),
+        ),
+        serde_json::json!({"kind": "Node", "apiVersion": "v1", "metadata": {"name": "node-a", "labels": {"topology.kubernetes.io/zone": "z1"}}}),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    let ns = Netns::new("papi");
+    let sync = Sync::start(&[
+        "--mode",
+        "iptables",
+        "--netns",
+        ns.name(),
+        "--hostname-override",
+        "node-a",
+        "--node-ip",
+        "192.168.0.2",
+        "--iptables-min-sync-period",
+        "100ms",
+        "--metrics-bind-address",
+        "",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ]);
+    let first = sync.next_line();
+    assert!(first.contains("iptables full:"), "{first}");
+    let rules = nat(&ns);
+    assert!(
+        rules.contains("--to-destination 10.180.0.5:8080"),
+        "{rules}"
+    );
+    assert!(
+        !rules.contains("demo/other") && !rules.contains("demo/nohead"),
+        "{rules}"
+    );
+    // The watchers used kube-proxy's selector and followed this node only.
+    let requests = api.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains("/api/v1/services") && r.contains("service-proxy-name")),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains("/api/v1/nodes") && r.contains("node-a")),
+        "{requests:?}"
+    );
+
+    // A watch event moves the endpoint: a partial sync.
+    api.apply(slice("web", "10.180.0.6"));
+    let line = sync.next_line();
+    assert!(
+        line.contains("partial") && line.contains("1 service ports changed"),
+        "{line}"
+    );
+    let rules = nat(&ns);
+    assert!(
+        rules.contains("10.180.0.6:8080") && !rules.contains("10.180.0.5"),
+        "{rules}"
+    );
+
+    // The Service is deleted: its chains go.
+    api.delete("Service", "demo", "web");
+    let line = sync.next_line();
+    assert!(
+        line.contains("partial") && line.contains("chains deleted"),
+        "{line}"
+    );
+    let rules = nat(&ns);
+    assert!(
+        !rules.contains("KUBE-SVC-") && !rules.contains("demo/web"),
+        "{rules}"
+    );
+}
+
+#[test]
+fn once_from_an_api_server_uses_servicecidrs_in_nftables_mode() {
+    use node_sdk_e2e::FakeApiServer;
+    let api = FakeApiServer::start(vec![
+        service("web", "172.30.0.10", serde_json::json!({})),
+        slice("web", "10.180.0.5"),
+        serde_json::json!({"kind": "ServiceCIDR", "apiVersion": "networking.k8s.io/v1", "metadata": {"name": "kubernetes"}, "spec": {"cidrs": ["172.30.0.0/16"]}}),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    let ns = Netns::new("papin");
+    let out = Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
+        .args([
+            "--mode",
+            "nftables",
+            "--once",
+            "--netns",
+            ns.name(),
+            "--hostname-override",
+            "node-a",
+            "--node-ip",
+            "192.168.0.2",
+            "--metrics-bind-address",
+            "",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(
+        ns.exec(&["nft", "list", "table", "ip", "kube-proxy"], None)
+            .stdout,
+    )
+    .unwrap();
+    assert!(table.contains("10.180.0.5:8080"), "{table}");
+    assert!(
+        table.contains("172.30.0.0/16") && table.contains("Drop traffic to unallocated ClusterIPs"),
+        "{table}"
+    );
+}
+
+#[test]
+fn an_unreachable_api_server_is_a_clear_error_with_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
+        .args([
+            "--once",
+            "--metrics-bind-address",
+            "",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kubeconfig"), "{err}");
+}

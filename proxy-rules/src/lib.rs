@@ -17,6 +17,8 @@
 //!   mode's leftovers, UDP [`conntrack`] cleanup, [`metrics`] with kube-proxy's names)
 //!   over the command runners of [`exec`], which have fakes beside them.
 //! - [`trace`]: the packet tracer over `iptables-save` output and nftables tables.
+//! - `watch` (feature `kube`): kube-runtime watchers on an API server feeding the sync
+//!   engine.
 //! - [`names`]: kube-proxy's chain and object names and hashes.
 //!
 //! Every error is an [`Error`] naming what was wrong and where: the object and field,
@@ -58,6 +60,8 @@ pub mod store;
 pub mod sync;
 pub mod topology;
 pub mod trace;
+#[cfg(feature = "kube")]
+pub mod watch;
 
 pub use error::{Error, Result};
 pub use ipnetwork;

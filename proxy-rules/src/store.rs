@@ -395,6 +395,22 @@ impl ServiceStore {
         self.slices = new_slices;
     }
 
+    /// Replace every Service, keeping the EndpointSlices (a relist of Services).
+    pub fn replace_services(&mut self, services: impl IntoIterator<Item = ServiceSpec>) {
+        let slices: Vec<EndpointSliceSpec> = self
+            .slices
+            .values()
+            .flat_map(|m| m.values().cloned())
+            .collect();
+        self.replace_all(services, slices);
+    }
+
+    /// Replace every EndpointSlice, keeping the Services (a relist of EndpointSlices).
+    pub fn replace_slices(&mut self, slices: impl IntoIterator<Item = EndpointSliceSpec>) {
+        let services: Vec<ServiceSpec> = self.services.values().cloned().collect();
+        self.replace_all(services, slices);
+    }
+
     /// The Services changed since the last call, cleared.
     pub fn take_changes(&mut self) -> BTreeSet<ServiceName> {
         std::mem::take(&mut self.changed)

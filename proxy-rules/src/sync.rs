@@ -664,6 +664,10 @@ pub enum Event {
         /// All EndpointSlices.
         slices: Vec<EndpointSliceSpec>,
     },
+    /// Every Service replaced (a relist of Services only).
+    ReplaceServices(Vec<ServiceSpec>),
+    /// Every EndpointSlice replaced (a relist of EndpointSlices only).
+    ReplaceSlices(Vec<EndpointSliceSpec>),
     /// The service CIDRs changed (ServiceCIDR objects).
     ServiceCidrs(Vec<IpNetwork>),
     /// The node's labels changed (topology): a full sync follows.
@@ -763,6 +767,16 @@ impl SyncEngine {
             Event::Replace { services, slices } => {
                 self.store.replace_all(services, slices);
                 counts.0 += 1;
+                self.store.has_changes()
+            }
+            Event::ReplaceServices(services) => {
+                counts.0 += 1;
+                self.store.replace_services(services);
+                self.store.has_changes()
+            }
+            Event::ReplaceSlices(slices) => {
+                counts.1 += 1;
+                self.store.replace_slices(slices);
                 self.store.has_changes()
             }
             Event::ServiceCidrs(cidrs) => {

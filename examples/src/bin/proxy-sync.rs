@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! proxy-sync --mode iptables|nftables [node options] [--netns NAME] <file>
+//! proxy-sync --mode iptables|nftables [node options] [--netns NAME] --kubeconfig PATH
 //! proxy-sync --cleanup [--netns NAME]
 //! ```
 //!
 //! It reads the Services, EndpointSlices and ServiceCIDRs of `<file>` (a Kubernetes
-//! List or a YAML stream, as for `proxy-render`), applies them, and keeps applying as
-//! the file changes: only the Services that changed are rewritten (partial syncs), a
+//! List or a YAML stream, as for `proxy-render`), or watches them on the API server of
+//! `--kubeconfig` (and this node's labels, for topology hints), applies them, and keeps
+//! applying as they change: only the Services that changed are rewritten (partial syncs), a
 //! full sync runs at least hourly and after any failure, the canary is checked every
 //! `--iptables-sync-period`, and UDP conntrack flows of removed endpoints are deleted.
 //! Each sync's duration is printed. A file that stops parsing is reported and the
@@ -65,8 +67,11 @@ struct Cli {
     /// Remove the rules of every mode (iptables chains, nftables tables) and exit.
     #[arg(long)]
     cleanup: bool,
+    /// Watch the API server of this kubeconfig instead of reading a file.
+    #[arg(long, value_name = "PATH", conflicts_with = "file")]
+    kubeconfig: Option<PathBuf>,
     /// The input file.
-    #[arg(required_unless_present = "cleanup")]
+    #[arg(required_unless_present_any = ["cleanup", "kubeconfig"])]
     file: Option<PathBuf>,
 }
 
@@ -159,7 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ModeArg::Iptables => Mode::Iptables,
         ModeArg::Nftables => Mode::Nftables,
         ModeArg::Ipvs => bail!(
-            "IPVS mode cannot be synced on this kernel family of machines from this CLI: use `proxy-render --mode ipvs` for the plan (see proxy_rules::ipvs for the applier)"
+            "IPVS mode is not synced by this CLI (our kernels have no IP_VS): `proxy-render --mode ipvs` prints the plan, proxy_rules::ipvs has the applier"
         ),
     };
     let config = cli.node.config()?;
@@ -168,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         sync_period: cli.sync_period,
         ..SyncOptions::default()
     };
+    let node_name = config.node_name.clone();
     let engine = SyncEngine::new(
         mode,
         &cli.node.families(),
@@ -176,12 +182,55 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Execs::commands(target),
     )?;
     let metrics = engine.metrics();
-    let file = cli.file.clone().context("an input file is needed")?;
-    let path = file.to_string_lossy().into_owned();
-
-    // The first read must succeed: nothing is applied from a broken file.
-    let (text, objects) = read(&path)?;
     let cancel = CancellationToken::new();
+    let (tx, mut rx) = mpsc::channel(256);
+
+    // The source: an API server, or a file (whose first read must succeed: nothing is
+    // applied from a broken file).
+    if let Some(path) = &cli.kubeconfig {
+        let kubeconfig = kube::config::Kubeconfig::read_from(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let kc = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .with_context(|| format!("using {}", path.display()))?;
+        let client = kube::Client::try_from(kc).context("creating the API client")?;
+        eprintln!(
+            "watching Services and EndpointSlices on the API server of {}",
+            path.display()
+        );
+        tokio::spawn(proxy_rules::watch::watch(
+            client,
+            node_name,
+            tx.clone(),
+            cancel.clone(),
+        ));
+    } else {
+        let file = cli
+            .file
+            .clone()
+            .context("an input file or --kubeconfig is needed")?;
+        let path = file.to_string_lossy().into_owned();
+        let (text, objects) = read(&path)?;
+        tx.send(Event::ServiceCidrs(objects.service_cidrs.clone()))
+            .await?;
+        tx.send(Event::Replace {
+            services: objects.services,
+            slices: objects.slices,
+        })
+        .await?;
+        tx.send(Event::Synced).await?;
+        tokio::spawn(watch_file(
+            path,
+            text,
+            cli.file_check_period,
+            tx.clone(),
+            cancel.clone(),
+        ));
+    }
+
     if !cli.metrics_bind_address.is_empty() {
         let addr: SocketAddr = cli
             .metrics_bind_address
@@ -198,12 +247,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 
     if cli.once {
+        // Everything up to the initial lists, then one sync.
         let mut engine = engine;
-        engine.apply(Event::ServiceCidrs(objects.service_cidrs.clone()))?;
-        engine.apply(Event::Replace {
-            services: objects.services,
-            slices: objects.slices,
-        })?;
+        let deadline = tokio::time::sleep(Duration::from_secs(60));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(Event::Synced) => break,
+                    Some(ev) => { engine.apply(ev)?; }
+                    None => bail!("the source ended before the initial lists were complete"),
+                },
+                _ = &mut deadline => bail!("the initial lists were not complete within 60 s"),
+            }
+        }
+        cancel.cancel();
         let mut failed = false;
         for r in engine.sync(false).await {
             let r = r.map_err(|e| e.to_string());
@@ -217,29 +275,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         });
     }
 
-    let (tx, rx) = mpsc::channel(64);
+    drop(tx);
     let (report_tx, mut report_rx) = mpsc::channel(64);
-    tx.send(Event::ServiceCidrs(objects.service_cidrs.clone()))
-        .await?;
-    tx.send(Event::Replace {
-        services: objects.services,
-        slices: objects.slices,
-    })
-    .await?;
-    tx.send(Event::Synced).await?;
     let runner = tokio::spawn(engine.run(rx, cancel.clone(), Some(report_tx)));
     tokio::spawn(async move {
         while let Some(r) = report_rx.recv().await {
             print_report(&r);
         }
     });
-    tokio::spawn(watch_file(
-        path,
-        text,
-        cli.file_check_period,
-        tx,
-        cancel.clone(),
-    ));
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
