@@ -188,6 +188,8 @@ enum Backend {
         renderer: NftRenderer,
         /// Whether the kernel holds what the renderer last committed.
         applied: bool,
+        /// After a configuration change: what the kernel has, for the new renderer.
+        prior_kernel: Option<crate::nftables::NftRuleset>,
         stale: BTreeMap<String, Instant>,
     },
 }
@@ -262,6 +264,7 @@ impl Proxier {
             Mode::Nftables => Backend::Nft {
                 renderer: NftRenderer::new(config, family)?,
                 applied: false,
+                prior_kernel: None,
                 stale: BTreeMap::new(),
             },
         })
@@ -290,9 +293,28 @@ impl Proxier {
     /// Replace the configuration (node labels, service CIDRs, ...): everything is
     /// re-rendered and the next sync is full.
     pub fn set_config(&mut self, config: ProxyConfig) -> Result<()> {
-        let backend = Self::backend(self.mode, &config, self.family)?;
-        // A new configuration may change any object: the next sync replaces the table
-        // whole (atomically) and picks up the stale chains with it.
+        let mut backend = Self::backend(self.mode, &config, self.family)?;
+        // nftables: keep what the kernel has, so the next (full) sync rewrites the table
+        // in place, as kube-proxy does on a node label change, instead of replacing it.
+        if let (
+            Backend::Nft {
+                renderer: old,
+                applied: true,
+                stale,
+                ..
+            },
+            Backend::Nft {
+                prior_kernel,
+                applied,
+                stale: new_stale,
+                ..
+            },
+        ) = (&self.backend, &mut backend)
+        {
+            *prior_kernel = Some(old.kernel_view());
+            *applied = true;
+            *new_stale = stale.clone();
+        }
         self.backend = backend;
         self.config = config;
         self.needs_full = true;
@@ -496,10 +518,14 @@ impl Proxier {
             Backend::Nft {
                 renderer,
                 applied,
+                prior_kernel,
                 stale,
             } => {
                 let t = Instant::now();
                 let changed_ports = renderer.update(&self.state, services);
+                if let Some(kernel) = prior_kernel.take() {
+                    renderer.assume_kernel(&kernel);
+                }
                 report.changed_service_ports = changed_ports.len();
                 let now = Instant::now();
                 let due: Vec<String> = stale
@@ -1138,6 +1164,40 @@ mod tests {
         );
         assert!(
             s.contains("add element ip kube-proxy no-endpoint-services { 172.30.0.2 . tcp . 80"),
+            "{s}"
+        );
+    }
+
+    #[tokio::test]
+    async fn nftables_config_change_rewrites_in_place() {
+        let (ipt, nft) = (FakeIptables::new(), FakeNft::new());
+        let mut e = SyncEngine::new(
+            Mode::Nftables,
+            &[IpFamily::V4],
+            config(),
+            SyncOptions::default(),
+            execs(&ipt, &nft),
+        )
+        .unwrap();
+        e.apply(Event::Service(svc("a", "172.30.0.1"))).unwrap();
+        e.apply(Event::Slice(slice("a", &["10.1.0.1"]))).unwrap();
+        e.sync(false).await.remove(0).unwrap();
+        // A node label change (topology) is a full sync against what the kernel has:
+        // the table is rewritten in place, never deleted (no window without rules).
+        let labels = BTreeMap::from([(crate::config::ZONE_LABEL.to_owned(), "z1".to_owned())]);
+        assert!(e.apply(Event::NodeLabels(labels)).unwrap());
+        let r = e.sync(false).await.remove(0).unwrap();
+        assert!(r.full);
+        let s = nft.scripts().last().unwrap().clone();
+        assert!(!s.contains("delete table"), "{s}");
+        assert!(s.contains("flush map ip kube-proxy service-ips"), "{s}");
+        // A service CIDR change adds the drop rule the same way.
+        e.apply(Event::ServiceCidrs(vec!["172.30.0.0/16".parse().unwrap()]))
+            .unwrap();
+        e.sync(false).await.remove(0).unwrap();
+        let s = nft.scripts().last().unwrap().clone();
+        assert!(
+            !s.contains("delete table") && s.contains("ip daddr { 172.30.0.0/16 } drop"),
             "{s}"
         );
     }

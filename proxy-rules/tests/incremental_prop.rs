@@ -165,6 +165,15 @@ proptest! {
         n.update(&sb, Some(&changed));
         let table_b = proxy_rules::nftables::render(&sb, &cfg, IpFamily::V4).unwrap();
         prop_assert_eq!(n.ruleset(), &table_b);
+        // What the renderer believes the kernel has is A's table...
+        prop_assert_eq!(n.kernel_view(), table_a.clone());
+        // ...and a fresh renderer told so (after a configuration change) emits the
+        // same update.
+        let mut fresh = NftRenderer::new(&cfg, IpFamily::V4).unwrap();
+        fresh.update(&sb, None);
+        fresh.assume_kernel(&table_a);
+        let (from_fresh, from_incremental) = (fresh.partial_script(&[]), n.partial_script(&[]));
+        prop_assert_eq!(sorted_lines(&from_fresh), sorted_lines(&from_incremental));
         let ours = n.partial_script(&[]);
         let reference = transaction(Some(&table_a), &table_b, false, &[]);
         prop_assert_eq!(sorted_lines(&ours), sorted_lines(&reference));

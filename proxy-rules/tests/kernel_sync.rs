@@ -422,3 +422,47 @@ async fn a_failed_iptables_restore_keeps_the_previous_rules() {
     works(&lab);
     assert!(e.proxiers()[0].needs_full_sync());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nftables_config_changes_rewrite_the_table_in_place() {
+    let lab = Lab::new("kcc", 2);
+    let mut e = engine(&lab, Mode::Nftables);
+    e.sync(false).await.remove(0).unwrap();
+    works(&lab);
+    // A ServiceCIDR appears and the node gets a zone label: full syncs in place.
+    e.apply(Event::ServiceCidrs(vec!["172.30.0.0/16".parse().unwrap()]))
+        .unwrap();
+    let labels = std::collections::BTreeMap::from([(
+        "topology.kubernetes.io/zone".to_owned(),
+        "z1".to_owned(),
+    )]);
+    e.apply(Event::NodeLabels(labels)).unwrap();
+    let r = e.sync(false).await.remove(0).unwrap();
+    assert!(r.full);
+    works(&lab);
+    let table = String::from_utf8_lossy(
+        &run(
+            &[
+                "ip",
+                "netns",
+                "exec",
+                lab.node.name(),
+                "nft",
+                "list",
+                "table",
+                "ip",
+                "kube-proxy",
+            ],
+            None,
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(table.contains("172.30.0.0/16"), "{table}");
+    // An unallocated address in the service CIDR is now dropped, not forwarded.
+    let dropped = lab.tcp("172.30.0.99:80", Duration::from_millis(800));
+    assert!(matches!(
+        dropped.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock)
+    ));
+}

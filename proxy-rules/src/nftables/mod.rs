@@ -869,6 +869,52 @@ impl NftRenderer {
         self.pending = Pending::default();
     }
 
+    /// What the kernel has, as far as this renderer knows: the current table with every
+    /// change since the last commit undone.
+    pub fn kernel_view(&self) -> NftRuleset {
+        let mut t = self.current.clone();
+        for (name, old) in &self.pending.chains {
+            match old {
+                Some(c) => {
+                    t.chains.insert(name.clone(), c.clone());
+                }
+                None => {
+                    t.chains.remove(name);
+                }
+            }
+        }
+        for (name, old) in &self.pending.sets {
+            match old {
+                Some(set) => {
+                    t.sets.insert(name.clone(), set.clone());
+                }
+                None => {
+                    t.sets.remove(name);
+                }
+            }
+        }
+        for ((set, key), old) in &self.pending.elements {
+            if let Some(s) = t.sets.get_mut(set) {
+                match old {
+                    Some(el) => {
+                        s.elements.insert(key.clone(), el.clone());
+                    }
+                    None => {
+                        s.elements.remove(key);
+                    }
+                }
+            }
+        }
+        t
+    }
+
+    /// Take `kernel` as what the kernel has (instead of the last commit): the next
+    /// script moves it to the current table. For a renderer made after a configuration
+    /// change, with the previous renderer's [`NftRenderer::kernel_view`].
+    pub fn assume_kernel(&mut self, kernel: &NftRuleset) {
+        self.pending = Pending::between(kernel, &self.current);
+    }
+
     /// A script replacing the table whole (first sync, or the kernel's table was lost).
     pub fn replace_script(&self) -> String {
         self.current.replace_script()
