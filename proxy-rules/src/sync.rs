@@ -189,7 +189,7 @@ enum Backend {
         /// Whether the kernel holds what the renderer last committed.
         applied: bool,
         /// After a configuration change: what the kernel has, for the new renderer.
-        prior_kernel: Option<crate::nftables::NftRuleset>,
+        prior_kernel: Option<Box<crate::nftables::NftRuleset>>,
         stale: BTreeMap<String, Instant>,
     },
 }
@@ -311,7 +311,7 @@ impl Proxier {
             },
         ) = (&self.backend, &mut backend)
         {
-            *prior_kernel = Some(old.kernel_view());
+            *prior_kernel = Some(Box::new(old.kernel_view()));
             *applied = true;
             *new_stale = stale.clone();
         }
