@@ -16,6 +16,7 @@
 //! - [`sync`]: the sync engine (partial and full syncs, canary, stale chains, the other
 //!   mode's leftovers, UDP [`conntrack`] cleanup, [`metrics`] with kube-proxy's names)
 //!   over the command runners of [`exec`], which have fakes beside them.
+//! - [`health`]: kube-proxy's service health server on `healthCheckNodePort`s.
 //! - [`trace`]: the packet tracer over `iptables-save` output and nftables tables.
 //! - `watch` (feature `kube`): kube-runtime watchers on an API server feeding the sync
 //!   engine.
@@ -49,6 +50,7 @@ pub mod config;
 pub mod conntrack;
 mod error;
 pub mod exec;
+pub mod health;
 pub mod iptables;
 pub mod ipvs;
 pub mod k8s;

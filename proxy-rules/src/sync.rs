@@ -708,6 +708,7 @@ pub struct SyncEngine {
     proxiers: Vec<Proxier>,
     options: SyncOptions,
     metrics: Arc<Metrics>,
+    health: Option<crate::health::ServiceHealthServer>,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -746,7 +747,14 @@ impl SyncEngine {
             proxiers,
             options,
             metrics,
+            health: None,
         })
+    }
+
+    /// Serve the `healthCheckNodePort`s of the Services after every sync (kube-proxy's
+    /// service health server).
+    pub fn set_health_server(&mut self, server: crate::health::ServiceHealthServer) {
+        self.health = Some(server);
     }
 
     /// The store (apply changes here, then [`SyncEngine::sync`]).
@@ -836,6 +844,23 @@ impl SyncEngine {
         let mut out = Vec::new();
         for p in &mut self.proxiers {
             out.push(p.sync(&self.store, &changed, force_full).await);
+        }
+        if let Some(health) = &mut self.health {
+            // One server for both families: a Service's count is its larger one.
+            let mut checks = BTreeMap::new();
+            for p in &self.proxiers {
+                for (port, c) in crate::health::health_checks(p.state(), &p.config().node_name) {
+                    checks
+                        .entry(port)
+                        .and_modify(|old: &mut crate::health::HealthCheck| {
+                            old.local_endpoints = old.local_endpoints.max(c.local_endpoints)
+                        })
+                        .or_insert(c);
+                }
+            }
+            for e in health.sync(checks).await {
+                tracing::error!(error = %e, "service health check server");
+            }
         }
         out
     }

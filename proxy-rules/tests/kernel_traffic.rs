@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::{CLIENT_IP, Lab, NODE_IP, NODE_NAME};
 use proxy_rules::config::ProxyConfig;
 use proxy_rules::exec::Target;
+use proxy_rules::health::ServiceHealthServer;
 use proxy_rules::model::{IpFamily, Protocol, ServiceName};
 use proxy_rules::store::{EndpointSliceSpec, ServiceSpec, ServiceType, SliceEndpoint, SlicePort};
 use proxy_rules::sync::{Event, Execs, Mode, SyncEngine, SyncOptions, SyncReport};
@@ -126,6 +127,16 @@ fn lab_objects() -> (Vec<ServiceSpec>, Vec<EndpointSliceSpec>) {
         if s.ports.iter().any(|p| p.node_port.is_some()) {
             s.service_type = ServiceType::NodePort;
         }
+        // The two Local-policy Services are LoadBalancers with health check node ports.
+        let hc = match s.name.name.as_str() {
+            "remote" => Some(30101),
+            "here" => Some(30102),
+            _ => None,
+        };
+        if hc.is_some() {
+            s.service_type = ServiceType::LoadBalancer;
+            s.health_check_node_port = hc;
+        }
     }
     (services, slices)
 }
@@ -139,14 +150,16 @@ fn engine(lab: &Lab, mode: Mode) -> SyncEngine {
         max_chains_per_call: 4,
         ..SyncOptions::default()
     };
-    SyncEngine::new(
+    let mut e = SyncEngine::new(
         mode,
         &[IpFamily::V4],
         config,
         options,
         Execs::commands(Target::netns(lab.node.name())),
     )
-    .unwrap()
+    .unwrap();
+    e.set_health_server(ServiceHealthServer::in_netns(lab.node.path()));
+    e
 }
 
 async fn sync(e: &mut SyncEngine) -> SyncReport {
@@ -229,6 +242,20 @@ async fn services_work(mode: Mode, tag: &str) {
         .tcp(&format!("{NODE_IP}:30082"), Duration::from_secs(5))
         .unwrap();
     assert_eq!(reply, format!("b1 {CLIENT_IP}"));
+
+    // The health check node ports answer as kube-proxy's: 200 with a local endpoint,
+    // 503 without.
+    let ok = lab.http_get(&format!("{NODE_IP}:30102")).unwrap();
+    assert!(
+        ok.starts_with("HTTP/1.1 200 OK") && ok.contains("\"localEndpoints\": 1"),
+        "{ok}"
+    );
+    assert!(ok.contains("\"name\": \"here\""), "{ok}");
+    let unavailable = lab.http_get(&format!("{NODE_IP}:30101")).unwrap();
+    assert!(
+        unavailable.starts_with("HTTP/1.1 503") && unavailable.contains("\"localEndpoints\": 0"),
+        "{unavailable}"
+    );
 
     // No endpoints: rejected at once, on the ClusterIP and on the NodePort.
     for addr in ["172.30.0.13:80".to_owned(), format!("{NODE_IP}:30083")] {

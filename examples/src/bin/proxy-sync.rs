@@ -12,7 +12,9 @@
 //! applying as they change: only the Services that changed are rewritten (partial syncs), a
 //! full sync runs at least hourly and after any failure, the canary is checked every
 //! `--iptables-sync-period`, and UDP conntrack flows of removed endpoints are deleted.
-//! Each sync's duration is printed. A file that stops parsing is reported and the
+//! Each sync's duration is printed. The `healthCheckNodePort`s of LoadBalancer Services
+//! with `externalTrafficPolicy: Local` are served (200 with local endpoints, else 503).
+//! A file that stops parsing is reported and the
 //! rules stay as they are. Metrics with kube-proxy's names are served on
 //! `--metrics-bind-address` (`/metrics`; `/healthz` says when the rules were last
 //! synced). SIGINT/SIGTERM stop it and leave the rules in place, as kube-proxy does.
@@ -27,6 +29,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use node_sdk_examples::proxy::{ModeArg, NodeArgs, read_objects};
 use proxy_rules::exec::{Commands, Target};
+use proxy_rules::health::ServiceHealthServer;
 use proxy_rules::metrics::Metrics;
 use proxy_rules::model::IpFamily;
 use proxy_rules::sync::{Event, Execs, Mode, SyncEngine, SyncOptions, SyncReport};

@@ -184,6 +184,19 @@ impl Lab {
         })
     }
 
+    /// An HTTP GET from the client; the whole response.
+    pub fn http_get(&self, addr: &str) -> std::io::Result<String> {
+        let addr: SocketAddr = addr.parse().unwrap();
+        in_netns(&self.client.path(), move || {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: lb\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })
+    }
+
     /// `n` TCP requests from the client; the answering backends' names.
     pub fn tcp_names(&self, addr: &str, n: usize) -> Vec<String> {
         (0..n)
