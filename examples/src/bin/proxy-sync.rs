@@ -177,13 +177,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ..SyncOptions::default()
     };
     let node_name = config.node_name.clone();
-    let engine = SyncEngine::new(
+    let mut engine = SyncEngine::new(
         mode,
         &cli.node.families(),
         config,
         options,
         Execs::commands(target),
     )?;
+    // kube-proxy's service health server on the healthCheckNodePorts.
+    engine.set_health_server(match &cli.netns {
+        Some(ns) => ServiceHealthServer::in_netns(format!("/run/netns/{ns}")),
+        None => ServiceHealthServer::new(),
+    });
     let metrics = engine.metrics();
     let cancel = CancellationToken::new();
     let (tx, mut rx) = mpsc::channel(256);
