@@ -7,8 +7,9 @@
 //!   EndpointSlices with `kubernetes.io/service-name` (those of no Service are useless).
 //! - Each (re)list replaces that kind's objects whole ([`Event::ReplaceServices`],
 //!   [`Event::ReplaceSlices`]); watch events update them one by one.
-//! - [`Event::Synced`] is sent once both Services and EndpointSlices were listed:
-//!   kube-proxy does not sync before that either.
+//! - [`Event::Synced`] is sent once Services, EndpointSlices, ServiceCIDRs and the Node
+//!   were listed (a kind whose API fails counts as listed, so a missing API never
+//!   blocks): kube-proxy does not sync before its informers are synced either.
 //! - ServiceCIDRs give nftables mode its service CIDRs; an API server without the
 //!   `networking.k8s.io/v1` ServiceCIDR API is tolerated (logged once, no CIDRs).
 //! - The node's labels (zone topology) come from watching the Node named like the
@@ -74,17 +75,17 @@ pub async fn watch(
             watcher::Config::default().labels(SERVICE_NAME_LABEL),
         ),
         tx.clone(),
-        listed_tx,
+        listed_tx.clone(),
     );
-    let cidrs = run_cidrs(client.clone(), tx.clone());
-    let node = run_node(client, node_name, tx.clone());
+    let cidrs = run_cidrs(client.clone(), tx.clone(), listed_tx.clone());
+    let node = run_node(client, node_name, tx.clone(), listed_tx);
     let synced = async {
         let mut seen = Vec::new();
         while let Some(kind) = listed_rx.recv().await {
             if !seen.contains(&kind) {
                 seen.push(kind);
             }
-            if seen.len() == 2 {
+            if seen.len() == 4 {
                 let _ = tx.send(Event::Synced).await;
                 return;
             }
@@ -208,13 +209,14 @@ fn slice_event(slice: &EndpointSlice, deleted: bool) -> crate::Result<Option<Eve
 }
 
 /// ServiceCIDRs: every change resends the whole list.
-async fn run_cidrs(client: Client, tx: mpsc::Sender<Event>) {
+async fn run_cidrs(client: Client, tx: mpsc::Sender<Event>, listed: mpsc::Sender<&'static str>) {
     let api = Api::<ServiceCIDR>::all(client);
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
     let mut objects: BTreeMap<String, ServiceCIDR> = BTreeMap::new();
     let mut listing: BTreeMap<String, ServiceCIDR> = BTreeMap::new();
     let mut warned = false;
+    let mut first_list_sent = false;
     loop {
         let ev = match stream.try_next().await {
             Ok(Some(ev)) => ev,
@@ -223,11 +225,13 @@ async fn run_cidrs(client: Client, tx: mpsc::Sender<Event>) {
                 if !warned {
                     tracing::warn!(error = %e, "cannot watch ServiceCIDRs (an API server before 1.33?); no service CIDRs");
                     warned = true;
+                    let _ = listed.send("ServiceCIDR").await;
                 }
                 continue;
             }
         };
         let name = |o: &ServiceCIDR| o.metadata.name.clone().unwrap_or_default();
+        let objects_listed = matches!(ev, WatchEvent::InitDone);
         match ev {
             WatchEvent::Init => listing.clear(),
             WatchEvent::InitApply(o) => {
@@ -251,35 +255,54 @@ async fn run_cidrs(client: Client, tx: mpsc::Sender<Event>) {
         if tx.send(Event::ServiceCidrs(cidrs)).await.is_err() {
             return;
         }
+        if objects_listed && !std::mem::replace(&mut first_list_sent, true) {
+            let _ = listed.send("ServiceCIDR").await;
+        }
     }
 }
 
 /// This node's labels.
-async fn run_node(client: Client, node_name: String, tx: mpsc::Sender<Event>) {
+async fn run_node(
+    client: Client,
+    node_name: String,
+    tx: mpsc::Sender<Event>,
+    listed: mpsc::Sender<&'static str>,
+) {
     let api = Api::<Node>::all(client);
     let config = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
-    let stream = watcher::watcher(api, config)
-        .default_backoff()
-        .applied_objects();
-    let mut stream = std::pin::pin!(stream);
+    let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+    let mut reported = false;
     loop {
-        match stream.try_next().await {
-            Ok(Some(node)) => {
-                let labels = node
-                    .metadata
-                    .labels
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
-                if tx.send(Event::NodeLabels(labels)).await.is_err() {
-                    return;
-                }
-            }
+        let ev = match stream.try_next().await {
+            Ok(Some(ev)) => ev,
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!(error = %e, node = %node_name, "watching the node failed; retrying")
+                tracing::warn!(error = %e, node = %node_name, "watching the node failed; retrying");
+                if !std::mem::replace(&mut reported, true) {
+                    let _ = listed.send("Node").await;
+                }
+                continue;
             }
+        };
+        let node = match ev {
+            WatchEvent::Apply(n) | WatchEvent::InitApply(n) => n,
+            WatchEvent::InitDone => {
+                if !std::mem::replace(&mut reported, true) {
+                    let _ = listed.send("Node").await;
+                }
+                continue;
+            }
+            WatchEvent::Init | WatchEvent::Delete(_) => continue,
+        };
+        let labels = node
+            .metadata
+            .labels
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if tx.send(Event::NodeLabels(labels)).await.is_err() {
+            return;
         }
     }
 }
