@@ -212,3 +212,15 @@ pub fn ipvs_plan_text(
         .build()?;
     Ok(proxy_rules::ipvs::plan(state, config, family, &options)?.to_text())
 }
+
+/// The addresses on the interfaces of a target's network namespace (`ip -j addr`).
+pub async fn local_addresses(target: &proxy_rules::exec::Target) -> anyhow::Result<Vec<IpAddr>> {
+    let out = target.run("ip", &["-j", "addr"], None).await?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("parsing `ip -j addr`")?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|link| link["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["local"].as_str().and_then(|s| s.parse().ok()))
+        .collect())
+}

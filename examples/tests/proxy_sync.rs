@@ -441,3 +441,49 @@ fn an_unreachable_api_server_is_a_clear_error_with_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("kubeconfig"), "{err}");
 }
+
+#[test]
+fn nodeport_addresses_match_the_nodes_interfaces() {
+    let ns = Netns::new("pnpa");
+    ns.exec(
+        &[
+            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ],
+        None,
+    );
+    ns.exec(
+        &["ip", "addr", "add", "192.168.7.7/24", "dev", "eth0"],
+        None,
+    );
+    ns.exec(&["ip", "addr", "add", "10.20.0.1/24", "dev", "eth1"], None);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("o.yaml");
+    std::fs::write(
+        &file,
+        "kind: Service\napiVersion: v1\nmetadata: {name: np, namespace: demo}\nspec: {type: NodePort, clusterIP: 172.30.0.20, ports: [{port: 80, nodePort: 30080}]}\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
+        .args([
+            "--once",
+            "--netns",
+            ns.name(),
+            "--hostname-override",
+            "n",
+            "--nodeport-addresses",
+            "192.168.7.0/24",
+            "--metrics-bind-address",
+            "",
+            file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules = nat(&ns);
+    assert!(rules.contains("-d 192.168.7.7/32 -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -j KUBE-NODEPORTS"), "{rules}");
+    assert!(!rules.contains("10.20.0.1"), "{rules}");
+}

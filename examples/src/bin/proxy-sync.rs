@@ -170,7 +170,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             "IPVS mode is not synced by this CLI (our kernels have no IP_VS): `proxy-render --mode ipvs` prints the plan, proxy_rules::ipvs has the applier"
         ),
     };
-    let config = cli.node.config()?;
+    let mut config = cli.node.config()?;
+    // As kube-proxy: `--nodeport-addresses` CIDRs match the node's interface addresses.
+    if cli.node.host_address.is_empty() {
+        config.host_addresses = node_sdk_examples::proxy::local_addresses(&target).await?;
+    }
     let options = SyncOptions {
         min_sync_period: cli.min_sync_period,
         sync_period: cli.sync_period,

@@ -93,17 +93,6 @@ fn main() -> ExitCode {
     }
 }
 
-async fn local_addresses(target: &Target) -> anyhow::Result<Vec<IpAddr>> {
-    let out = target.run("ip", &["-j", "addr"], None).await?;
-    let v: serde_json::Value = serde_json::from_str(&out).context("parsing `ip -j addr`")?;
-    Ok(v.as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|link| link["addr_info"].as_array().cloned().unwrap_or_default())
-        .filter_map(|a| a["local"].as_str().and_then(|s| s.parse().ok()))
-        .collect())
-}
-
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     let protocol = Protocol::parse(&cli.proto)
         .with_context(|| format!("--proto {:?}: tcp, udp or sctp", cli.proto))?;
@@ -130,7 +119,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         .collect();
     let from_kernel = cli.rules.is_none() && cli.objects.is_none();
     if from_kernel {
-        addresses.extend(local_addresses(&target).await?);
+        addresses.extend(node_sdk_examples::proxy::local_addresses(&target).await?);
     }
     let node = Node::new(addresses);
 
