@@ -164,7 +164,7 @@ pub async fn cleanup(
     state: &ProxyState,
     node_ips: &[IpAddr],
 ) -> crate::Result<CleanupReport> {
-    let flows = parse_flows(&exec.list_udp(family).await?);
+    let flows = exec.list_udp(family).await?;
     let mut report = CleanupReport::default();
     for flow in stale_flows(state, node_ips, &flows) {
         match exec.delete(family, &flow).await {

@@ -171,8 +171,8 @@ pub trait NftExec: Send + Sync {
 /// Conntrack side effects: list and delete UDP flows.
 #[async_trait]
 pub trait ConntrackExec: Send + Sync {
-    /// The `conntrack -L -p udp` listing of a family.
-    async fn list_udp(&self, family: IpFamily) -> Result<String>;
+    /// The UDP flows of a family.
+    async fn list_udp(&self, family: IpFamily) -> Result<Vec<crate::conntrack::Flow>>;
     /// Delete one flow by its original tuple and reply source.
     async fn delete(&self, family: IpFamily, flow: &crate::conntrack::Flow) -> Result<()>;
 }
@@ -337,15 +337,17 @@ impl NftExec for Commands {
 
 #[async_trait]
 impl ConntrackExec for Commands {
-    async fn list_udp(&self, family: IpFamily) -> Result<String> {
+    async fn list_udp(&self, family: IpFamily) -> Result<Vec<crate::conntrack::Flow>> {
         let fam = match family {
             IpFamily::V4 => "ipv4",
             IpFamily::V6 => "ipv6",
         };
         // conntrack prints a summary line on stderr; the flows on stdout.
-        self.target
+        let text = self
+            .target
             .run("conntrack", &["-L", "-f", fam, "-p", "udp"], None)
-            .await
+            .await?;
+        Ok(crate::conntrack::parse_flows(&text))
     }
 
     async fn delete(&self, family: IpFamily, flow: &crate::conntrack::Flow) -> Result<()> {
@@ -783,16 +785,15 @@ impl FakeConntrack {
 
 #[async_trait]
 impl ConntrackExec for FakeConntrack {
-    async fn list_udp(&self, family: IpFamily) -> Result<String> {
+    async fn list_udp(&self, family: IpFamily) -> Result<Vec<crate::conntrack::Flow>> {
         let mut st = self.inner.lock().expect("fake lock");
         st.1.next("conntrack -L")?;
         Ok(st
             .0
             .iter()
             .filter(|f| family.contains(&f.orig_dst))
-            .map(|f| f.to_conntrack_line())
-            .collect::<Vec<_>>()
-            .join("\n"))
+            .cloned()
+            .collect())
     }
 
     async fn delete(&self, _family: IpFamily, flow: &crate::conntrack::Flow) -> Result<()> {
