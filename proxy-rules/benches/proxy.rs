@@ -150,22 +150,27 @@ fn child_render(mode: &str, services: usize, reps: usize) {
     );
 }
 
+/// A first sync's render, as the sync engine does it: the renderer fed the whole
+/// state, then the apply text (split as the engine splits it).
 fn render_once(mode: &str, st: &ProxyState) -> (usize, usize, usize) {
     match mode {
         "iptables" => {
-            let r = proxy_rules::iptables::render(st, &config(), IpFamily::V4).unwrap();
-            let text = r.restore_input();
-            (
-                text.len(),
-                r.counts.nat + r.counts.filter,
-                r.nat.chains.len() + r.filter.chains.len(),
-            )
+            let mut r = IptablesRenderer::new(&config(), IpFamily::V4).unwrap();
+            r.update(st, None);
+            let bytes = r
+                .restore_inputs(None, &[], 2000)
+                .iter()
+                .map(String::len)
+                .sum();
+            let c = r.counts();
+            (bytes, c.nat + c.filter, r.owned_chains().len() + 10)
         }
         _ => {
-            let r = proxy_rules::nftables::render(st, &config(), IpFamily::V4).unwrap();
-            let text = r.replace_script();
-            let c = r.counts();
-            (text.len(), c.rules, c.elements)
+            let mut r = NftRenderer::new(&config(), IpFamily::V4).unwrap();
+            r.update(st, None);
+            let bytes = r.replace_scripts(2000).iter().map(String::len).sum();
+            let c = r.ruleset().counts();
+            (bytes, c.rules, c.elements)
         }
     }
 }

@@ -634,7 +634,7 @@ fn render_service_port(
 pub fn render(state: &ProxyState, config: &ProxyConfig, family: IpFamily) -> Result<NftRuleset> {
     let mut r = NftRenderer::new(config, family)?;
     r.update(state, None);
-    Ok(r.ruleset().clone())
+    Ok(r.into_ruleset())
 }
 
 /// The nftables renderer with its per-service cache: the sync engine's state between
@@ -648,9 +648,37 @@ pub fn render(state: &ProxyState, config: &ProxyConfig, family: IpFamily) -> Res
 #[derive(Debug, Clone)]
 pub struct NftRenderer {
     ctx: Context,
-    objects: BTreeMap<ServicePortName, ServicePortObjects>,
+    /// What each service port put into `current` (names and keys only: the objects
+    /// themselves live once, in `current`).
+    objects: BTreeMap<ServicePortName, ObjectKeys>,
     current: NftRuleset,
     pending: Pending,
+}
+
+/// The names and keys of what one service port put into the table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ObjectKeys {
+    chains: Vec<String>,
+    affinity_sets: Vec<String>,
+    elements: Vec<(&'static str, String)>,
+    no_local_internal: bool,
+    no_local_external: bool,
+}
+
+impl ObjectKeys {
+    fn of(objs: &ServicePortObjects) -> Self {
+        Self {
+            chains: objs.chains.iter().map(|(n, _)| n.clone()).collect(),
+            affinity_sets: objs.affinity_sets.iter().map(|(n, _)| n.clone()).collect(),
+            elements: objs
+                .elements
+                .iter()
+                .map(|(s, k, _)| (*s, k.clone()))
+                .collect(),
+            no_local_internal: objs.no_local_internal,
+            no_local_external: objs.no_local_external,
+        }
+    }
 }
 
 /// What the kernel had (as far as we know) for everything touched since the last
@@ -722,16 +750,16 @@ impl NftRenderer {
         self.ctx.family
     }
 
-    fn remove_objects(&mut self, objs: &ServicePortObjects) {
-        for (name, _) in &objs.chains {
+    fn remove_objects(&mut self, objs: &ObjectKeys) {
+        for name in &objs.chains {
             let old = self.current.chains.remove(name);
             self.pending.chains.entry(name.clone()).or_insert(old);
         }
-        for (name, _) in &objs.affinity_sets {
+        for name in &objs.affinity_sets {
             let old = self.current.sets.remove(name);
             self.pending.sets.entry(name.clone()).or_insert(old);
         }
-        for (set, key, _) in &objs.elements {
+        for (set, key) in &objs.elements {
             if let Some(s) = self.current.sets.get_mut(*set) {
                 let old = s.elements.remove(key);
                 self.pending
@@ -742,14 +770,14 @@ impl NftRenderer {
         }
     }
 
-    fn insert_objects(&mut self, objs: &ServicePortObjects) {
-        for (name, rules) in &objs.chains {
+    fn insert_objects(&mut self, objs: ServicePortObjects) {
+        for (name, rules) in objs.chains {
             let chain = NftChain {
-                rules: rules.clone(),
+                rules,
                 ..NftChain::default()
             };
             let old = self.current.chains.insert(name.clone(), chain);
-            self.pending.chains.entry(name.clone()).or_insert(old);
+            self.pending.chains.entry(name).or_insert(old);
         }
         for (name, timeout) in &objs.affinity_sets {
             let set = NftSet {
@@ -761,12 +789,12 @@ impl NftRenderer {
             let old = self.current.sets.insert(name.clone(), set);
             self.pending.sets.entry(name.clone()).or_insert(old);
         }
-        for (set, key, el) in &objs.elements {
-            if let Some(s) = self.current.sets.get_mut(*set) {
-                let old = s.elements.insert(key.clone(), el.clone());
+        for (set, key, el) in objs.elements {
+            if let Some(s) = self.current.sets.get_mut(set) {
+                let old = s.elements.insert(key.clone(), el);
                 self.pending
                     .elements
-                    .entry(((*set).to_owned(), key.clone()))
+                    .entry((set.to_owned(), key))
                     .or_insert(old);
             }
         }
@@ -798,7 +826,7 @@ impl NftRenderer {
             .collect();
         let changed: BTreeSet<ServicePortName> = rendered
             .iter()
-            .filter(|(name, new)| self.objects.get(name) != new.as_ref())
+            .filter(|(name, new)| !self.unchanged(self.objects.get(name), new.as_ref()))
             .map(|(name, _)| name.clone())
             .collect();
         // Every port of a changed Service is swapped out and in together: ports share
@@ -815,16 +843,39 @@ impl NftRenderer {
             if services_changed.contains(&name.service)
                 && let Some(new) = new
             {
-                self.insert_objects(&new);
-                self.objects.insert(name, new);
+                let keys = ObjectKeys::of(&new);
+                self.insert_objects(new);
+                self.objects.insert(name, keys);
             }
         }
         changed
     }
 
-    /// The objects of one service port, as last rendered.
-    pub fn service_port_objects(&self, name: &ServicePortName) -> Option<&ServicePortObjects> {
-        self.objects.get(name)
+    /// Whether `new` is exactly what the table holds for a service port that put
+    /// `keys` in it.
+    fn unchanged(&self, keys: Option<&ObjectKeys>, new: Option<&ServicePortObjects>) -> bool {
+        let (keys, new) = match (keys, new) {
+            (None, None) => return true,
+            (Some(k), Some(n)) => (k, n),
+            _ => return false,
+        };
+        if *keys != ObjectKeys::of(new) {
+            return false;
+        }
+        let cur = &self.current;
+        new.chains
+            .iter()
+            .all(|(name, rules)| cur.chains.get(name).is_some_and(|c| c.rules == *rules))
+            && new
+                .affinity_sets
+                .iter()
+                .all(|(name, t)| cur.sets.get(name).is_some_and(|s| s.timeout == Some(*t)))
+            && new.elements.iter().all(|(set, key, el)| {
+                cur.sets
+                    .get(*set)
+                    .and_then(|s| s.elements.get(key))
+                    .is_some_and(|e| e == el)
+            })
     }
 
     /// Service ports with internal / external policy Local and no local endpoint.
@@ -840,6 +891,11 @@ impl NftRenderer {
     /// The whole table as rendered now.
     pub fn ruleset(&self) -> &NftRuleset {
         &self.current
+    }
+
+    /// The whole table, consuming the renderer.
+    pub fn into_ruleset(self) -> NftRuleset {
+        self.current
     }
 
     /// Chains the kernel has (as far as we know) that the table no longer has: to be
