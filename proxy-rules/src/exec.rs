@@ -168,7 +168,10 @@ pub trait NftExec: Send + Sync {
     async fn table_exists(&self, family: IpFamily, table: &str) -> Result<bool>;
 }
 
-/// Conntrack side effects: list and delete UDP flows.
+/// Conntrack side effects: list and delete UDP flows. [`Commands`] runs the `conntrack`
+/// tool (each `conntrack -D` lists the whole table again: about 16 ms per flow at 2,000
+/// flows, 51 ms at 20,000); [`crate::ctnetlink::NetlinkConntrack`] speaks netlink (about
+/// 50-60 µs per flow) and is what [`crate::sync::Execs::commands`] uses.
 #[async_trait]
 pub trait ConntrackExec: Send + Sync {
     /// The UDP flows of a family.

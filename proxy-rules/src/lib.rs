@@ -16,6 +16,8 @@
 //! - [`sync`]: the sync engine (partial and full syncs, canary, stale chains, the other
 //!   mode's leftovers, UDP [`conntrack`] cleanup, [`metrics`] with kube-proxy's names)
 //!   over the command runners of [`exec`], which have fakes beside them.
+//! - [`ctnetlink`]: conntrack over netlink, a [`exec::ConntrackExec`] that lists and
+//!   deletes UDP flows without running the `conntrack` tool per flow.
 //! - [`health`]: kube-proxy's service health server on `healthCheckNodePort`s.
 //! - [`trace`]: the packet tracer over `iptables-save` output and nftables tables.
 //! - `watch` (feature `kube`): kube-runtime watchers on an API server feeding the sync
@@ -48,6 +50,7 @@
 
 pub mod config;
 pub mod conntrack;
+pub mod ctnetlink;
 mod error;
 pub mod exec;
 pub mod health;

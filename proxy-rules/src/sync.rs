@@ -131,13 +131,24 @@ pub struct Execs {
 }
 
 impl Execs {
-    /// The real commands on a target (host or netns).
+    /// The real commands on a target (host or netns); conntrack over netlink
+    /// ([`crate::ctnetlink::NetlinkConntrack`], one request per stale flow instead of a
+    /// `conntrack` run that lists the whole table each time).
+    /// If the netlink socket cannot be opened, the `conntrack` tool is used.
     pub fn commands(target: crate::exec::Target) -> Self {
+        let netlink = crate::ctnetlink::NetlinkConntrack::for_target(&target);
         let c = Arc::new(crate::exec::Commands::new(target));
+        let conntrack: Arc<dyn ConntrackExec> = match netlink {
+            Ok(n) => Arc::new(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "conntrack over netlink is unavailable; using the conntrack tool");
+                c.clone()
+            }
+        };
         Self {
             iptables: c.clone(),
             nft: c.clone(),
-            conntrack: Some(c.clone()),
+            conntrack: Some(conntrack),
             sysctl: Some(c),
         }
     }
