@@ -284,9 +284,9 @@ fn part_apply(sizes: &[usize]) {
         "\n## Real apply in a network namespace (SyncEngine, `iptables-restore --noflush` / `nft -f -`)\n"
     );
     println!(
-        "| mode | services | sync | total ms | our code ms | kernel tools ms | our share | bytes |"
+        "| mode | services | sync | total ms | our code ms | kernel tools ms | our share | bytes | calls |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -89,9 +89,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -807,38 +805,8 @@ struct CtSocket {
 
 impl CtSocket {
     fn open(netns: Option<&Path>) -> Result<Self> {
-        let socket = match netns {
-            None => new_socket()?,
-            Some(path) => {
-                let file = File::open(path).map_err(|e| {
-                    Error::io(format!("opening network namespace {}", path.display()), e)
-                })?;
-                // A socket stays in the namespace it was made in: make it on a
-                // short-lived thread that entered the namespace, so no runtime thread
-                // changes namespace.
-                std::thread::scope(|s| {
-                    s.spawn(|| {
-                        rustix::thread::move_into_link_name_space(
-                            file.as_fd(),
-                            Some(rustix::thread::LinkNameSpaceType::Network),
-                        )
-                        .map_err(|e| {
-                            Error::io(
-                                format!("entering network namespace {}", path.display()),
-                                e.into(),
-                            )
-                        })?;
-                        new_socket()
-                    })
-                    .join()
-                    .unwrap_or_else(|_| {
-                        Err(Error::Unsupported(
-                            "the thread opening the conntrack netlink socket panicked".into(),
-                        ))
-                    })
-                })?
-            }
-        };
+        let socket =
+            crate::netns::within(netns, "opening the conntrack netlink socket", new_socket)?;
         Ok(Self { socket, seq: 0 })
     }
 

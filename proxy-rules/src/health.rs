@@ -179,22 +179,20 @@ impl Drop for ServiceHealthServer {
 
 async fn bind(netns: Option<PathBuf>, port: u16) -> Result<tokio::net::TcpListener> {
     let context = format!("listening on health check node port {port}");
-    let std_listener =
-        tokio::task::spawn_blocking(move || -> std::io::Result<std::net::TcpListener> {
-            if let Some(path) = netns {
-                let ns = std::fs::File::open(&path)?;
-                rustix::thread::move_into_link_name_space(
-                    std::os::fd::AsFd::as_fd(&ns),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )?;
-            }
-            let l = std::net::TcpListener::bind(("0.0.0.0", port))?;
-            l.set_nonblocking(true)?;
+    let what = context.clone();
+    // A throwaway thread enters the namespace (never a runtime thread, which would stay
+    // there for whatever runs on it next).
+    let std_listener = tokio::task::spawn_blocking(move || {
+        crate::netns::within(netns.as_deref(), "binding a health check port", || {
+            let l = std::net::TcpListener::bind(("0.0.0.0", port))
+                .map_err(|e| Error::io(what.clone(), e))?;
+            l.set_nonblocking(true)
+                .map_err(|e| Error::io(what.clone(), e))?;
             Ok(l)
         })
-        .await
-        .map_err(|e| Error::io(context.clone(), std::io::Error::other(e)))?
-        .map_err(|e| Error::io(context.clone(), e))?;
+    })
+    .await
+    .map_err(|e| Error::io(context.clone(), std::io::Error::other(e)))??;
     tokio::net::TcpListener::from_std(std_listener).map_err(|e| Error::io(context, e))
 }
 

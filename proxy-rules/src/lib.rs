@@ -60,6 +60,7 @@ pub mod k8s;
 pub mod metrics;
 pub mod model;
 pub mod names;
+mod netns;
 pub mod nftables;
 pub mod store;
 pub mod sync;

@@ -2,9 +2,7 @@
 //! socket, and an in-memory fake with fault injection.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::net::IpAddr;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use netlink_sys::{Socket, SocketAddr};
@@ -95,37 +93,7 @@ struct GenlSocket {
 
 impl GenlSocket {
     fn open(netns: Option<&Path>) -> Result<Self> {
-        let socket = match netns {
-            None => new_socket()?,
-            Some(path) => {
-                let file = File::open(path).map_err(|e| {
-                    Error::io(format!("opening network namespace {}", path.display()), e)
-                })?;
-                // A socket keeps the namespace it was made in: make it on a short-lived
-                // thread that entered the namespace, so this thread stays where it is.
-                std::thread::scope(|s| {
-                    s.spawn(|| {
-                        rustix::thread::move_into_link_name_space(
-                            file.as_fd(),
-                            Some(rustix::thread::LinkNameSpaceType::Network),
-                        )
-                        .map_err(|e| {
-                            Error::io(
-                                format!("entering network namespace {}", path.display()),
-                                e.into(),
-                            )
-                        })?;
-                        new_socket()
-                    })
-                    .join()
-                    .unwrap_or_else(|_| {
-                        Err(Error::Unsupported(
-                            "the thread opening the netlink socket panicked".into(),
-                        ))
-                    })
-                })?
-            }
-        };
+        let socket = crate::netns::within(netns, "opening the netlink socket", new_socket)?;
         Ok(Self { socket, seq: 0 })
     }
 
