@@ -374,6 +374,29 @@ async fn partial_sync_removes_an_endpoint(mode: Mode, tag: &str) {
 
     // Services with unchanged endpoints were not rewritten and still work.
     assert_eq!(lab.tcp_names("172.30.0.12:80", 1), ["b0"]);
+
+    // The UDP Service drops to zero endpoints: every flow to it goes, and new datagrams
+    // are rejected at once.
+    lab.udp("172.30.0.53:53", PORT, Duration::from_secs(5))
+        .unwrap();
+    assert!(
+        lab.conntrack_udp().contains("dst=172.30.0.53"),
+        "{}",
+        lab.conntrack_udp()
+    );
+    e.apply(Event::Slice(slice("dns", Protocol::Udp, 5353, Vec::new())))
+        .unwrap();
+    let r = sync(&mut e).await;
+    assert!(!r.full && r.conntrack.deleted >= 1, "{r:?}");
+    assert!(
+        !lab.conntrack_udp().contains("dst=172.30.0.53"),
+        "{}",
+        lab.conntrack_udp()
+    );
+    let err = lab
+        .udp("172.30.0.53:53", PORT, Duration::from_secs(5))
+        .expect_err("no endpoints: rejected");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
