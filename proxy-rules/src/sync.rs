@@ -979,6 +979,11 @@ mod tests {
         }
     }
 
+    /// An IPv4 engine over the fakes.
+    fn engine(mode: Mode, ipt: &FakeIptables, nft: &FakeNft, options: SyncOptions) -> SyncEngine {
+        SyncEngine::new(mode, &[IpFamily::V4], config(), options, execs(ipt, nft)).unwrap()
+    }
+
     fn svc(name: &str, ip: &str) -> ServiceSpec {
         ServiceSpec::cluster_ip(ServiceName::new("ns", name), ip.parse().unwrap()).with_port(
             "p",
@@ -1014,14 +1019,7 @@ mod tests {
     #[tokio::test]
     async fn iptables_partial_sync_writes_only_the_changed_service() {
         let (ipt, nft) = (FakeIptables::new(), FakeNft::new());
-        let mut e = SyncEngine::new(
-            Mode::Iptables,
-            &[IpFamily::V4],
-            config(),
-            SyncOptions::default(),
-            execs(&ipt, &nft),
-        )
-        .unwrap();
+        let mut e = engine(Mode::Iptables, &ipt, &nft, SyncOptions::default());
         e.apply(Event::Service(svc("a", "172.30.0.1"))).unwrap();
         e.apply(Event::Service(svc("b", "172.30.0.2"))).unwrap();
         e.apply(Event::Slice(slice("a", &["10.1.0.1"]))).unwrap();
@@ -1102,14 +1100,7 @@ mod tests {
     #[tokio::test]
     async fn failed_restore_keeps_rules_and_forces_full_sync() {
         let (ipt, nft) = (FakeIptables::new(), FakeNft::new());
-        let mut e = SyncEngine::new(
-            Mode::Iptables,
-            &[IpFamily::V4],
-            config(),
-            SyncOptions::default(),
-            execs(&ipt, &nft),
-        )
-        .unwrap();
+        let mut e = engine(Mode::Iptables, &ipt, &nft, SyncOptions::default());
         e.apply(Event::Service(svc("a", "172.30.0.1"))).unwrap();
         e.apply(Event::Slice(slice("a", &["10.1.0.1"]))).unwrap();
         e.sync(false).await.remove(0).unwrap();
@@ -1136,14 +1127,7 @@ mod tests {
     #[tokio::test]
     async fn canary_loss_forces_a_full_sync() {
         let (ipt, nft) = (FakeIptables::new(), FakeNft::new());
-        let mut e = SyncEngine::new(
-            Mode::Iptables,
-            &[IpFamily::V4],
-            config(),
-            SyncOptions::default(),
-            execs(&ipt, &nft),
-        )
-        .unwrap();
+        let mut e = engine(Mode::Iptables, &ipt, &nft, SyncOptions::default());
         e.apply(Event::Service(svc("a", "172.30.0.1"))).unwrap();
         e.sync(false).await.remove(0).unwrap();
         assert!(e.check_canaries().await);
@@ -1207,14 +1191,7 @@ mod tests {
     #[tokio::test]
     async fn nftables_config_change_rewrites_in_place() {
         let (ipt, nft) = (FakeIptables::new(), FakeNft::new());
-        let mut e = SyncEngine::new(
-            Mode::Nftables,
-            &[IpFamily::V4],
-            config(),
-            SyncOptions::default(),
-            execs(&ipt, &nft),
-        )
-        .unwrap();
+        let mut e = engine(Mode::Nftables, &ipt, &nft, SyncOptions::default());
         e.apply(Event::Service(svc("a", "172.30.0.1"))).unwrap();
         e.apply(Event::Slice(slice("a", &["10.1.0.1"]))).unwrap();
         e.sync(false).await.remove(0).unwrap();
@@ -1242,27 +1219,13 @@ mod tests {
     async fn other_modes_leftovers_are_removed_on_start() {
         let (ipt, nft) = (FakeIptables::new(), FakeNft::new());
         // An earlier iptables-mode run left its rules.
-        let mut e = SyncEngine::new(
-            Mode::Iptables,
-            &[IpFamily::V4],
-            config(),
-            SyncOptions::default(),
-            execs(&ipt, &nft),
-        )
-        .unwrap();
+        let mut e = engine(Mode::Iptables, &ipt, &nft, SyncOptions::default());
         e.apply(Event::Service(svc("a", "172.30.0.1"))).unwrap();
         e.apply(Event::Slice(slice("a", &["10.1.0.1"]))).unwrap();
         e.sync(false).await.remove(0).unwrap();
         assert!(ipt.dump(IpFamily::V4).to_restore().contains("KUBE-SVC-"));
         // Now the node switches to nftables mode.
-        let mut n = SyncEngine::new(
-            Mode::Nftables,
-            &[IpFamily::V4],
-            config(),
-            SyncOptions::default(),
-            execs(&ipt, &nft),
-        )
-        .unwrap();
+        let mut n = engine(Mode::Nftables, &ipt, &nft, SyncOptions::default());
         n.apply(Event::Service(svc("a", "172.30.0.1"))).unwrap();
         n.sync(false).await.remove(0).unwrap();
         let left = ipt.dump(IpFamily::V4).to_restore();
@@ -1273,14 +1236,7 @@ mod tests {
             "{left}"
         );
         // And back to iptables: the nftables table goes.
-        let mut i = SyncEngine::new(
-            Mode::Iptables,
-            &[IpFamily::V4],
-            config(),
-            SyncOptions::default(),
-            execs(&ipt, &nft),
-        )
-        .unwrap();
+        let mut i = engine(Mode::Iptables, &ipt, &nft, SyncOptions::default());
         i.sync(false).await.remove(0).unwrap();
         assert!(
             nft.scripts()
