@@ -1149,14 +1149,7 @@ mod tests {
             stale_chain_delay: Duration::ZERO,
             ..SyncOptions::default()
         };
-        let mut e = SyncEngine::new(
-            Mode::Nftables,
-            &[IpFamily::V4],
-            config(),
-            opts,
-            execs(&ipt, &nft),
-        )
-        .unwrap();
+        let mut e = engine(Mode::Nftables, &ipt, &nft, opts);
         e.apply(Event::Service(svc("a", "172.30.0.1"))).unwrap();
         e.apply(Event::Slice(slice("a", &["10.1.0.1", "10.1.0.2"])))
             .unwrap();
