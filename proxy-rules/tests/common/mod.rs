@@ -21,6 +21,10 @@ use node_sdk_e2e::{Netns, SETUP_HINT, require_root, run};
 pub const NODE_IP: &str = "192.168.0.2";
 /// The client's address.
 pub const CLIENT_IP: &str = "192.168.0.10";
+/// The node's IPv6 address on the client link.
+pub const NODE_IP6: &str = "fd00:192::2";
+/// The client's IPv6 address.
+pub const CLIENT_IP6: &str = "fd00:192::10";
 /// The node's name.
 pub const NODE_NAME: &str = "node-a";
 
@@ -69,92 +73,81 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Build the lab with `n` backends.
+    /// Build the lab with `n` backends. It is dual-stack: next to the IPv4 addresses,
+    /// the client is fd00:192::10, the node fd00:192::2 on its side and fd00:180::1 on
+    /// the pod bridge, backend `i` fd00:180::(10+i).
     pub fn new(tag: &str, n: usize) -> Self {
         require_root();
-        for tool in ["iptables-restore", "nft", "conntrack", "ip"] {
+        for tool in [
+            "iptables-restore",
+            "ip6tables-restore",
+            "nft",
+            "conntrack",
+            "ip",
+        ] {
             let found = std::process::Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
                 .output()
                 .unwrap();
             assert!(found.status.success(), "{tool} is missing: {SETUP_HINT}");
         }
+        let sh = |ns: &Netns, cmd: &str| {
+            let argv: Vec<&str> = cmd.split_whitespace().collect();
+            ns.exec(&argv, None);
+        };
         let node = Netns::new(&format!("{tag}n"));
         let client = Netns::new(&format!("{tag}c"));
-        node.exec(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], None);
-        // A default route, as every node has (else forwarded packets to service IPs
-        // without endpoints would fail routing before any rule sees them).
-        node.exec(&["ip", "link", "add", "br0", "type", "bridge"], None);
-        node.exec(&["ip", "addr", "add", "10.180.0.1/24", "dev", "br0"], None);
-        node.exec(&["ip", "link", "set", "br0", "up"], None);
-        node.exec(
-            &[
-                "ip", "link", "add", "ve-c", "type", "veth", "peer", "name", "eth0",
-            ],
-            None,
-        );
+        sh(&node, "sysctl -q -w net.ipv4.ip_forward=1");
+        sh(&node, "sysctl -q -w net.ipv6.conf.all.forwarding=1");
+        // The pod bridge.
+        sh(&node, "ip link add br0 type bridge");
+        sh(&node, "ip addr add 10.180.0.1/24 dev br0");
+        sh(&node, "ip addr add fd00:180::1/64 dev br0 nodad");
+        sh(&node, "ip link set br0 up");
+        // The client's link.
+        sh(&node, "ip link add ve-c type veth peer name eth0");
         node.exec(&["ip", "link", "set", "eth0", "netns", client.name()], None);
-        node.exec(
-            &["ip", "addr", "add", &format!("{NODE_IP}/24"), "dev", "ve-c"],
-            None,
+        sh(&node, &format!("ip addr add {NODE_IP}/24 dev ve-c"));
+        sh(&node, &format!("ip addr add {NODE_IP6}/64 dev ve-c nodad"));
+        sh(&node, "ip link set ve-c up");
+        sh(&client, &format!("ip addr add {CLIENT_IP}/24 dev eth0"));
+        sh(
+            &client,
+            &format!("ip addr add {CLIENT_IP6}/64 dev eth0 nodad"),
         );
-        node.exec(&["ip", "link", "set", "ve-c", "up"], None);
-        client.exec(
-            &[
-                "ip",
-                "addr",
-                "add",
-                &format!("{CLIENT_IP}/24"),
-                "dev",
-                "eth0",
-            ],
-            None,
-        );
-        client.exec(&["ip", "link", "set", "eth0", "up"], None);
-        client.exec(&["ip", "route", "add", "default", "via", NODE_IP], None);
-        // The node's default route points at a router that does not answer, on a link
+        sh(&client, "ip link set eth0 up");
+        sh(&client, &format!("ip route add default via {NODE_IP}"));
+        sh(&client, &format!("ip -6 route add default via {NODE_IP6}"));
+        // The node's default routes point at a router that does not answer, on a link
         // of its own: enough for routing decisions (our kernel has no dummy
         // interfaces; a route back out of the client's link would make the node send
         // ICMP redirects, which use up the client's ICMP rate limit so REJECTs vanish).
-        node.exec(
-            &[
-                "ip", "link", "add", "up0", "type", "veth", "peer", "name", "up1",
-            ],
-            None,
-        );
-        node.exec(
-            &["ip", "addr", "add", "198.51.100.1/24", "dev", "up0"],
-            None,
-        );
-        node.exec(&["ip", "link", "set", "up0", "up"], None);
-        node.exec(&["ip", "link", "set", "up1", "up"], None);
-        node.exec(
-            &["ip", "route", "add", "default", "via", "198.51.100.254"],
-            None,
-        );
+        sh(&node, "ip link add up0 type veth peer name up1");
+        sh(&node, "ip addr add 198.51.100.1/24 dev up0");
+        sh(&node, "ip addr add 2001:db8:ff::1/64 dev up0 nodad");
+        sh(&node, "ip link set up0 up");
+        sh(&node, "ip link set up1 up");
+        sh(&node, "ip route add default via 198.51.100.254");
+        sh(&node, "ip -6 route add default via 2001:db8:ff::fe");
         let mut backends = Vec::new();
         for i in 0..n {
             let ns = Netns::new(&format!("{tag}b{i}"));
             let ip = format!("10.180.0.{}", 10 + i);
-            let host_end = format!("vb{i}");
-            node.exec(
-                &[
-                    "ip", "link", "add", &host_end, "type", "veth", "peer", "name", "eth0",
-                ],
-                None,
+            sh(
+                &node,
+                &format!("ip link add vb{i} type veth peer name eth0"),
             );
             node.exec(&["ip", "link", "set", "eth0", "netns", ns.name()], None);
-            node.exec(&["ip", "link", "set", &host_end, "master", "br0"], None);
-            node.exec(&["ip", "link", "set", &host_end, "up"], None);
-            ns.exec(
-                &["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
-                None,
+            sh(&node, &format!("ip link set vb{i} master br0"));
+            sh(&node, &format!("ip link set vb{i} up"));
+            sh(&ns, &format!("ip addr add {ip}/24 dev eth0"));
+            sh(
+                &ns,
+                &format!("ip addr add fd00:180::{}/64 dev eth0 nodad", 10 + i),
             );
-            ns.exec(&["ip", "link", "set", "eth0", "up"], None);
-            ns.exec(
-                &["ip", "route", "add", "default", "via", "10.180.0.1"],
-                None,
-            );
+            sh(&ns, "ip link set eth0 up");
+            sh(&ns, "ip route add default via 10.180.0.1");
+            sh(&ns, "ip -6 route add default via fd00:180::1");
             let name = format!("b{i}");
             let (tcp_count, udp_count) = serve(&ns.path(), &name);
             backends.push(Backend {
@@ -213,7 +206,12 @@ impl Lab {
     pub fn udp(&self, addr: &str, src_port: u16, timeout: Duration) -> std::io::Result<String> {
         let addr: SocketAddr = addr.parse().unwrap();
         in_netns(&self.client.path(), move || {
-            let s = UdpSocket::bind((CLIENT_IP, src_port))?;
+            let client: IpAddr = if addr.is_ipv6() {
+                CLIENT_IP6.parse().unwrap()
+            } else {
+                CLIENT_IP.parse().unwrap()
+            };
+            let s = UdpSocket::bind((client, src_port))?;
             s.set_read_timeout(Some(timeout))?;
             s.connect(addr)?;
             s.send(b"ping")?;
@@ -223,22 +221,28 @@ impl Lab {
         })
     }
 
-    /// The node's UDP conntrack flows, as `conntrack -L` prints them.
+    /// The node's UDP conntrack flows of both families, as `conntrack -L` prints them.
     pub fn conntrack_udp(&self) -> String {
-        let out = run(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                self.node.name(),
-                "conntrack",
-                "-L",
-                "-p",
-                "udp",
-            ],
-            None,
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut text = String::new();
+        for family in ["ipv4", "ipv6"] {
+            let out = run(
+                &[
+                    "ip",
+                    "netns",
+                    "exec",
+                    self.node.name(),
+                    "conntrack",
+                    "-L",
+                    "-f",
+                    family,
+                    "-p",
+                    "udp",
+                ],
+                None,
+            );
+            text.push_str(&String::from_utf8_lossy(&out.stdout));
+        }
+        text
     }
 
     /// A backend by name.
@@ -255,14 +259,15 @@ fn serve(ns_path: &str, name: &str) -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let ready = ready_tx.clone();
     std::thread::spawn(move || {
         enter(&path);
-        let l = TcpListener::bind("0.0.0.0:8080").expect("bind 8080");
+        // A dual-stack socket: IPv4 peers show as v4-mapped, printed as IPv4.
+        let l = TcpListener::bind("[::]:8080").expect("bind 8080");
         ready.send(()).unwrap();
         for conn in l.incoming() {
             let Ok(mut conn) = conn else { continue };
             c.fetch_add(1, Ordering::SeqCst);
             let peer = conn
                 .peer_addr()
-                .map(|p| p.ip().to_string())
+                .map(|p| p.ip().to_canonical().to_string())
                 .unwrap_or_default();
             let _ = conn.write_all(format!("{n} {peer}\n").as_bytes());
         }
@@ -270,7 +275,7 @@ fn serve(ns_path: &str, name: &str) -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let (path, n, c) = (ns_path.to_owned(), name.to_owned(), udp_count.clone());
     std::thread::spawn(move || {
         enter(&path);
-        let s = UdpSocket::bind("0.0.0.0:5353").expect("bind 5353");
+        let s = UdpSocket::bind("[::]:5353").expect("bind 5353");
         ready_tx.send(()).unwrap();
         let mut buf = [0u8; 256];
         loop {
@@ -278,7 +283,7 @@ fn serve(ns_path: &str, name: &str) -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
                 continue;
             };
             c.fetch_add(1, Ordering::SeqCst);
-            let _ = s.send_to(format!("{n} {}", peer.ip()).as_bytes(), peer);
+            let _ = s.send_to(format!("{n} {}", peer.ip().to_canonical()).as_bytes(), peer);
         }
     });
     ready_rx.recv().unwrap();
