@@ -8,7 +8,6 @@ mod common;
 use std::time::Duration;
 
 use common::{Lab, NODE_IP, NODE_NAME};
-use node_sdk_e2e::run;
 use proxy_rules::config::ProxyConfig;
 use proxy_rules::exec::Target;
 use proxy_rules::iptables::dump::IptablesDump;
@@ -58,19 +57,16 @@ fn engine(lab: &Lab, mode: Mode) -> SyncEngine {
 }
 
 fn saved(lab: &Lab, table: &str) -> IptablesDump {
-    let out = run(
-        &[
-            "ip",
-            "netns",
-            "exec",
-            lab.node.name(),
-            "iptables-save",
-            "-t",
-            table,
-        ],
-        None,
-    );
-    IptablesDump::parse(&String::from_utf8_lossy(&out.stdout), "iptables-save").unwrap()
+    IptablesDump::parse(
+        &lab.on_node(&["iptables-save", "-t", table], None),
+        "iptables-save",
+    )
+    .unwrap()
+}
+
+/// `nft list table ip kube-proxy` in the node.
+fn nft_table(lab: &Lab) -> String {
+    lab.on_node(&["nft", "list", "table", "ip", "kube-proxy"], None)
 }
 
 fn chains(d: &IptablesDump, table: &str) -> Vec<String> {
@@ -96,17 +92,7 @@ async fn a_kube_proxy_node_switches_without_stale_chains() {
     .expect("shared/compat beside the checkout")
     .replace(" -m nfacct --nfacct-name ct_state_invalid_dropped_pkts", "")
     .replace(" -m nfacct --nfacct-name localhost_nps_accepted_pkts", "");
-    run(
-        &[
-            "ip",
-            "netns",
-            "exec",
-            lab.node.name(),
-            "iptables-restore",
-            "--noflush",
-        ],
-        Some(golden.as_bytes()),
-    );
+    lab.on_node(&["iptables-restore", "--noflush"], Some(golden.as_bytes()));
     let before = chains(&saved(&lab, "nat"), "nat");
     assert!(before.iter().any(|c| c == "KUBE-SVC-XPGD46QRK7WJZT7O"));
 
@@ -154,32 +140,8 @@ async fn iptables_canary_notices_a_flush_and_the_next_sync_repairs() {
     assert!(e.check_canaries().await);
     // Someone flushes and deletes everything in nat and mangle (firewalld does this).
     for t in ["nat", "mangle"] {
-        run(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                lab.node.name(),
-                "iptables",
-                "-t",
-                t,
-                "-F",
-            ],
-            None,
-        );
-        run(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                lab.node.name(),
-                "iptables",
-                "-t",
-                t,
-                "-X",
-            ],
-            None,
-        );
+        lab.on_node(&["iptables", "-t", t, "-F"], None);
+        lab.on_node(&["iptables", "-t", t, "-X"], None);
     }
     let err = lab.tcp("172.30.0.10:80", Duration::from_millis(800));
     assert!(
@@ -199,18 +161,7 @@ async fn nftables_canary_notices_a_flush_and_the_next_sync_repairs() {
     let mut e = engine(&lab, Mode::Nftables);
     e.sync(false).await.remove(0).unwrap();
     works(&lab);
-    run(
-        &[
-            "ip",
-            "netns",
-            "exec",
-            lab.node.name(),
-            "nft",
-            "flush",
-            "ruleset",
-        ],
-        None,
-    );
+    lab.on_node(&["nft", "flush", "ruleset"], None);
     assert!(!e.check_canaries().await);
     let r = e.sync(false).await.remove(0).unwrap();
     assert!(r.full);
@@ -265,22 +216,7 @@ async fn switching_modes_removes_the_other_modes_rules() {
     }
     let mut back = engine(&lab, Mode::Iptables);
     back.sync(false).await.remove(0).unwrap();
-    let tables = String::from_utf8_lossy(
-        &run(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                lab.node.name(),
-                "nft",
-                "list",
-                "tables",
-            ],
-            None,
-        )
-        .stdout,
-    )
-    .into_owned();
+    let tables = lab.on_node(&["nft", "list", "tables"], None);
     assert!(!tables.contains("kube-proxy"), "{tables}");
     works(&lab);
 }
@@ -291,34 +227,10 @@ async fn a_failed_nft_apply_keeps_the_previous_rules_and_the_next_sync_is_full()
     let mut e = engine(&lab, Mode::Nftables);
     e.sync(false).await.remove(0).unwrap();
     works(&lab);
-    let list = |lab: &Lab| {
-        String::from_utf8_lossy(
-            &run(
-                &[
-                    "ip",
-                    "netns",
-                    "exec",
-                    lab.node.name(),
-                    "nft",
-                    "list",
-                    "table",
-                    "ip",
-                    "kube-proxy",
-                ],
-                None,
-            )
-            .stdout,
-        )
-        .into_owned()
-    };
     // Someone deletes a map element behind our back; our next partial transaction
     // deletes it too, which the kernel refuses: the whole transaction fails.
-    run(
+    lab.on_node(
         &[
-            "ip",
-            "netns",
-            "exec",
-            lab.node.name(),
             "nft",
             "delete",
             "element",
@@ -329,7 +241,7 @@ async fn a_failed_nft_apply_keeps_the_previous_rules_and_the_next_sync_is_full()
         ],
         None,
     );
-    let tampered = list(&lab);
+    let tampered = nft_table(&lab);
     e.apply(Event::Slice(EndpointSliceSpec {
         endpoints: Vec::new(),
         ..web().1
@@ -345,7 +257,11 @@ async fn a_failed_nft_apply_keeps_the_previous_rules_and_the_next_sync_is_full()
         text.contains("nft -f -") && text.contains("delete element"),
         "the error shows the failing line: {text}"
     );
-    assert_eq!(list(&lab), tampered, "a failed transaction changes nothing");
+    assert_eq!(
+        nft_table(&lab),
+        tampered,
+        "a failed transaction changes nothing"
+    );
     assert!(e.proxiers()[0].needs_full_sync());
     // The next sync is full (maps flushed and refilled) and succeeds: the Service has
     // no endpoints now, so its ClusterIP rejects.
@@ -369,36 +285,8 @@ async fn a_failed_iptables_restore_keeps_the_previous_rules() {
         .into_iter()
         .find(|c| c.starts_with("KUBE-SEP-"))
         .unwrap();
-    run(
-        &[
-            "ip",
-            "netns",
-            "exec",
-            lab.node.name(),
-            "iptables",
-            "-t",
-            "nat",
-            "-N",
-            "OTHER",
-        ],
-        None,
-    );
-    run(
-        &[
-            "ip",
-            "netns",
-            "exec",
-            lab.node.name(),
-            "iptables",
-            "-t",
-            "nat",
-            "-A",
-            "OTHER",
-            "-j",
-            &sep,
-        ],
-        None,
-    );
+    lab.on_node(&["iptables", "-t", "nat", "-N", "OTHER"], None);
+    lab.on_node(&["iptables", "-t", "nat", "-A", "OTHER", "-j", &sep], None);
     let before = saved(&lab, "nat").to_restore();
     // Remove every endpoint: the partial restore deletes both SEP chains.
     e.apply(Event::Slice(EndpointSliceSpec {
@@ -440,24 +328,7 @@ async fn nftables_config_changes_rewrite_the_table_in_place() {
     let r = e.sync(false).await.remove(0).unwrap();
     assert!(r.full);
     works(&lab);
-    let table = String::from_utf8_lossy(
-        &run(
-            &[
-                "ip",
-                "netns",
-                "exec",
-                lab.node.name(),
-                "nft",
-                "list",
-                "table",
-                "ip",
-                "kube-proxy",
-            ],
-            None,
-        )
-        .stdout,
-    )
-    .into_owned();
+    let table = nft_table(&lab);
     assert!(table.contains("172.30.0.0/16"), "{table}");
     // An unallocated address in the service CIDR is now dropped, not forwarded.
     let dropped = lab.tcp("172.30.0.99:80", Duration::from_millis(800));

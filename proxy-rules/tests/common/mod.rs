@@ -221,28 +221,20 @@ impl Lab {
         })
     }
 
+    /// Run `argv` inside the node namespace (feeding `stdin`), require success and
+    /// return its standard output.
+    pub fn on_node(&self, argv: &[&str], stdin: Option<&[u8]>) -> String {
+        let mut full = vec!["ip", "netns", "exec", self.node.name()];
+        full.extend_from_slice(argv);
+        String::from_utf8_lossy(&run(&full, stdin).stdout).into_owned()
+    }
+
     /// The node's UDP conntrack flows of both families, as `conntrack -L` prints them.
     pub fn conntrack_udp(&self) -> String {
-        let mut text = String::new();
-        for family in ["ipv4", "ipv6"] {
-            let out = run(
-                &[
-                    "ip",
-                    "netns",
-                    "exec",
-                    self.node.name(),
-                    "conntrack",
-                    "-L",
-                    "-f",
-                    family,
-                    "-p",
-                    "udp",
-                ],
-                None,
-            );
-            text.push_str(&String::from_utf8_lossy(&out.stdout));
-        }
-        text
+        ["ipv4", "ipv6"]
+            .iter()
+            .map(|family| self.on_node(&["conntrack", "-L", "-f", family, "-p", "udp"], None))
+            .collect()
     }
 
     /// A backend by name.
