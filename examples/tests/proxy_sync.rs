@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
 
@@ -78,6 +78,34 @@ impl Drop for Sync {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Run `proxy-sync` to completion with `args`.
+fn proxy_sync(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
+        .args(args)
+        .output()
+        .expect("running proxy-sync")
+}
+
+/// Run `proxy-sync` to completion with `args` and require success.
+fn proxy_sync_ok(args: &[&str]) -> Output {
+    let out = proxy_sync(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `nft list table ip kube-proxy` in `ns`.
+fn nft_table(ns: &Netns) -> String {
+    String::from_utf8(
+        ns.exec(&["nft", "list", "table", "ip", "kube-proxy"], None)
+            .stdout,
+    )
+    .unwrap()
 }
 
 /// The nat table without iptables-save's timestamp comments.
@@ -201,45 +229,25 @@ fn once_in_nftables_mode_then_cleanup() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("o.yaml");
     std::fs::write(&file, objects("10.180.0.5")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
-        .args([
-            "--mode",
-            "nftables",
-            "--once",
-            "--netns",
-            ns.name(),
-            "--hostname-override",
-            "n",
-            "--node-ip",
-            "192.168.0.2",
-            "--metrics-bind-address",
-            "",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = proxy_sync_ok(&[
+        "--mode",
+        "nftables",
+        "--once",
+        "--netns",
+        ns.name(),
+        "--hostname-override",
+        "n",
+        "--node-ip",
+        "192.168.0.2",
+        "--metrics-bind-address",
+        "",
+        file.to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("sync ipv4 nftables full:"));
-    let table = String::from_utf8(
-        ns.exec(&["nft", "list", "table", "ip", "kube-proxy"], None)
-            .stdout,
-    )
-    .unwrap();
+    let table = nft_table(&ns);
     assert!(table.contains("10.180.0.5:8080"), "{table}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
-        .args(["--cleanup", "--netns", ns.name()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    proxy_sync_ok(&["--cleanup", "--netns", ns.name()]);
     let tables = String::from_utf8(ns.exec(&["nft", "list", "tables"], None).stdout).unwrap();
     assert!(!tables.contains("kube-proxy"), "{tables}");
 }
@@ -250,17 +258,14 @@ fn a_broken_file_at_start_applies_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("o.yaml");
     std::fs::write(&file, "{ not json").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
-        .args([
-            "--once",
-            "--netns",
-            ns.name(),
-            "--metrics-bind-address",
-            "",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = proxy_sync(&[
+        "--once",
+        "--netns",
+        ns.name(),
+        "--metrics-bind-address",
+        "",
+        file.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid JSON"));
     assert!(!nat(&ns).contains("KUBE-SERVICES"));
@@ -383,34 +388,22 @@ fn once_from_an_api_server_uses_servicecidrs_in_nftables_mode() {
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
     let ns = Netns::new("papin");
-    let out = Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
-        .args([
-            "--mode",
-            "nftables",
-            "--once",
-            "--netns",
-            ns.name(),
-            "--hostname-override",
-            "node-a",
-            "--node-ip",
-            "192.168.0.2",
-            "--metrics-bind-address",
-            "",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8(
-        ns.exec(&["nft", "list", "table", "ip", "kube-proxy"], None)
-            .stdout,
-    )
-    .unwrap();
+    proxy_sync_ok(&[
+        "--mode",
+        "nftables",
+        "--once",
+        "--netns",
+        ns.name(),
+        "--hostname-override",
+        "node-a",
+        "--node-ip",
+        "192.168.0.2",
+        "--metrics-bind-address",
+        "",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ]);
+    let table = nft_table(&ns);
     assert!(table.contains("10.180.0.5:8080"), "{table}");
     assert!(
         table.contains("172.30.0.0/16") && table.contains("Drop traffic to unallocated ClusterIPs"),
@@ -427,16 +420,13 @@ fn an_unreachable_api_server_is_a_clear_error_with_once() {
         "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
-        .args([
-            "--once",
-            "--metrics-bind-address",
-            "",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = proxy_sync(&[
+        "--once",
+        "--metrics-bind-address",
+        "",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("kubeconfig"), "{err}");
@@ -463,26 +453,18 @@ fn nodeport_addresses_match_the_nodes_interfaces() {
         "kind: Service\napiVersion: v1\nmetadata: {name: np, namespace: demo}\nspec: {type: NodePort, clusterIP: 172.30.0.20, ports: [{port: 80, nodePort: 30080}]}\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_proxy-sync"))
-        .args([
-            "--once",
-            "--netns",
-            ns.name(),
-            "--hostname-override",
-            "n",
-            "--nodeport-addresses",
-            "192.168.7.0/24",
-            "--metrics-bind-address",
-            "",
-            file.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    proxy_sync_ok(&[
+        "--once",
+        "--netns",
+        ns.name(),
+        "--hostname-override",
+        "n",
+        "--nodeport-addresses",
+        "192.168.7.0/24",
+        "--metrics-bind-address",
+        "",
+        file.to_str().unwrap(),
+    ]);
     let rules = nat(&ns);
     assert!(rules.contains("-d 192.168.7.7/32 -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -j KUBE-NODEPORTS"), "{rules}");
     assert!(!rules.contains("10.20.0.1"), "{rules}");
