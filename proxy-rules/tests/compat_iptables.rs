@@ -2,40 +2,25 @@
 //! `shared/compat/kube-proxy/`), rendered by us and compared in upstream's canonical
 //! order. The kernel round trip of the same comparison is in the real-kernel tests.
 
+mod golden;
+
+use golden::compat;
 use proxy_rules::config::ProxyConfig;
 use proxy_rules::iptables::dump::IptablesDump;
-use proxy_rules::k8s::parse_objects;
-use proxy_rules::model::IpFamily;
-use proxy_rules::store::ServiceStore;
-
-fn compat(file: &str) -> String {
-    let path = format!(
-        "{}/../../shared/compat/kube-proxy/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}: the shared/ folder must sit beside the checkout"))
-}
 
 /// The fixture's settings (overall-iptables.md): node test-node, 192.168.0.2, pod CIDR
 /// 10.0.0.0/8, nfacct counters present, an iptables without --random-fully.
 fn fixture_config() -> ProxyConfig {
-    let mut c = ProxyConfig::new("test-node")
-        .node_ip("192.168.0.2".parse().unwrap())
-        .cluster_cidr("10.0.0.0/8".parse().unwrap());
+    let mut c = golden::config();
     c.nfacct = true;
     c.random_fully = false;
     c
 }
 
 fn render_golden_case() -> proxy_rules::iptables::IptablesRuleset {
-    let objs = parse_objects(&compat("overall-iptables.yaml"), "overall-iptables.yaml").unwrap();
-    assert!(objs.errors.is_empty(), "{:?}", objs.errors);
+    let objs = golden::objects("overall-iptables.yaml", false);
     assert_eq!((objs.services.len(), objs.slices.len()), (6, 5));
-    let mut store = ServiceStore::new();
-    store.replace_all(objs.services, objs.slices);
-    let state = store.proxy_state(IpFamily::V4, "test-node");
-    proxy_rules::iptables::render(&state, &fixture_config(), IpFamily::V4).unwrap()
+    golden::render_iptables(objs, &fixture_config())
 }
 
 #[test]

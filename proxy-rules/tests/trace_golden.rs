@@ -10,26 +10,19 @@
 //! `pkg/proxy/nftables/proxier_test.go` (nft). Upstream's packet tracer runs its cases
 //! against these very rules in `TestTracePacket`.
 
+mod golden;
+
+use golden::compat;
+
 use std::net::{IpAddr, SocketAddr};
 
-use proxy_rules::config::{NodePortAddresses, ProxyConfig};
+use proxy_rules::config::NodePortAddresses;
 use proxy_rules::iptables::dump::IptablesDump;
-use proxy_rules::k8s::parse_objects;
-use proxy_rules::model::{IpFamily, Protocol};
-use proxy_rules::store::ServiceStore;
+use proxy_rules::model::Protocol;
 use proxy_rules::trace::{
     IptablesEntry, NftTable, Node, Origin, Packet, Trace, TraceMode, Verdict, trace_iptables,
     trace_iptables_with, trace_nftables,
 };
-
-fn compat(file: &str) -> String {
-    let path = format!(
-        "{}/../../shared/compat/kube-proxy/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}: the shared/ folder must sit beside the checkout"))
-}
 
 /// Upstream's `testNodeIPs`: what the tracer treats as local (plus loopback).
 fn upstream_node() -> Node {
@@ -47,37 +40,19 @@ fn upstream_node() -> Node {
 
 /// As `tests/compat_iptables.rs` renders the golden case.
 fn iptables_ruleset() -> proxy_rules::iptables::IptablesRuleset {
-    let objs = parse_objects(&compat("overall-iptables.yaml"), "overall-iptables.yaml").unwrap();
-    let mut c = ProxyConfig::new("test-node")
-        .node_ip("192.168.0.2".parse().unwrap())
-        .cluster_cidr("10.0.0.0/8".parse().unwrap());
+    let mut c = golden::config();
     c.nfacct = true;
     c.random_fully = false;
-    let mut store = ServiceStore::new();
-    store.replace_all(objs.services, objs.slices);
-    let state = store.proxy_state(IpFamily::V4, "test-node");
-    proxy_rules::iptables::render(&state, &c, IpFamily::V4).unwrap()
+    golden::render_iptables(golden::objects("overall-iptables.yaml", false), &c)
 }
 
 /// As `tests/compat_nftables.rs` renders the golden case (with the ServiceCIDR).
 fn nftables_ruleset() -> proxy_rules::nftables::NftRuleset {
-    let text = format!(
-        "{}\n---\napiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {{name: kubernetes}}\nspec: {{cidrs: [172.30.0.0/16]}}\n",
-        compat("overall-nftables.yaml")
-    );
-    let objs = parse_objects(&text, "overall-nftables.yaml").unwrap();
-    let mut config = ProxyConfig::new("test-node")
-        .node_ip("192.168.0.2".parse().unwrap())
-        .cluster_cidr("10.0.0.0/8".parse().unwrap())
-        .nodeport_addresses(NodePortAddresses::Cidrs(vec![
-            "192.168.0.2/32".parse().unwrap(),
-            "2001:db8::1/128".parse().unwrap(),
-        ]));
-    config.service_cidrs = objs.service_cidrs.clone();
-    let mut store = ServiceStore::new();
-    store.replace_all(objs.services, objs.slices);
-    let state = store.proxy_state(IpFamily::V4, "test-node");
-    proxy_rules::nftables::render(&state, &config, IpFamily::V4).unwrap()
+    let config = golden::config().nodeport_addresses(NodePortAddresses::Cidrs(vec![
+        "192.168.0.2/32".parse().unwrap(),
+        "2001:db8::1/128".parse().unwrap(),
+    ]));
+    golden::render_nftables(golden::objects("overall-nftables.yaml", true), config)
 }
 
 /// Upstream's `packetFlowTest`, plus where the packet comes from.

@@ -8,16 +8,16 @@
 //! commands (`scripts/env.sh up` installs them). Each namespace is named
 //! `nsdk-trace-<pid>-<n>` and deleted on drop.
 
+mod golden;
+
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use proxy_rules::config::{NodePortAddresses, ProxyConfig};
+use proxy_rules::config::NodePortAddresses;
 use proxy_rules::iptables::dump::IptablesDump;
-use proxy_rules::k8s::parse_objects;
-use proxy_rules::model::{IpFamily, Protocol};
-use proxy_rules::store::ServiceStore;
+use proxy_rules::model::Protocol;
 use proxy_rules::trace::{
     NftTable, Node, Origin, Packet, Trace, TraceMode, trace_iptables, trace_nftables,
 };
@@ -104,15 +104,6 @@ impl Drop for Netns {
     }
 }
 
-fn compat(file: &str) -> String {
-    let path = format!(
-        "{}/../../shared/compat/kube-proxy/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}: the shared/ folder must sit beside the checkout"))
-}
-
 fn upstream_node() -> Node {
     Node::new(["192.168.0.2", "192.168.1.2", "192.168.99.11"].map(|s| s.parse::<IpAddr>().unwrap()))
 }
@@ -121,34 +112,16 @@ fn upstream_node() -> Node {
 /// unless the nfacct object exists, and nothing here creates it; the tracer ignores
 /// nfacct matches anyway).
 fn iptables_ruleset() -> proxy_rules::iptables::IptablesRuleset {
-    let objs = parse_objects(&compat("overall-iptables.yaml"), "overall-iptables.yaml").unwrap();
-    let mut c = ProxyConfig::new("test-node")
-        .node_ip("192.168.0.2".parse().unwrap())
-        .cluster_cidr("10.0.0.0/8".parse().unwrap());
+    let mut c = golden::config();
     c.random_fully = false;
-    let mut store = ServiceStore::new();
-    store.replace_all(objs.services, objs.slices);
-    let state = store.proxy_state(IpFamily::V4, "test-node");
-    proxy_rules::iptables::render(&state, &c, IpFamily::V4).unwrap()
+    golden::render_iptables(golden::objects("overall-iptables.yaml", false), &c)
 }
 
 fn nftables_ruleset() -> proxy_rules::nftables::NftRuleset {
-    let text = format!(
-        "{}\n---\napiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {{name: kubernetes}}\nspec: {{cidrs: [172.30.0.0/16]}}\n",
-        compat("overall-nftables.yaml")
-    );
-    let objs = parse_objects(&text, "overall-nftables.yaml").unwrap();
-    let mut config = ProxyConfig::new("test-node")
-        .node_ip("192.168.0.2".parse().unwrap())
-        .cluster_cidr("10.0.0.0/8".parse().unwrap())
-        .nodeport_addresses(NodePortAddresses::Cidrs(vec![
-            "192.168.0.2/32".parse().unwrap(),
-        ]));
-    config.service_cidrs = objs.service_cidrs.clone();
-    let mut store = ServiceStore::new();
-    store.replace_all(objs.services, objs.slices);
-    let state = store.proxy_state(IpFamily::V4, "test-node");
-    proxy_rules::nftables::render(&state, &config, IpFamily::V4).unwrap()
+    let config = golden::config().nodeport_addresses(NodePortAddresses::Cidrs(vec![
+        "192.168.0.2/32".parse().unwrap(),
+    ]));
+    golden::render_nftables(golden::objects("overall-nftables.yaml", true), config)
 }
 
 /// Every source against every service destination of the golden case, TCP and UDP.
